@@ -1,0 +1,43 @@
+"""Where the shared data lives when the user names none.
+
+The project reads `../shared` (weights mirror, calibration images, reference models) beside the
+checkout; `EDGEMNV2_SHARED` overrides it. Nothing here is copied into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgemnv2.errors import InputError
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_dir(required: bool = True) -> Path | None:
+    """The shared data folder: $EDGEMNV2_SHARED, else ./../shared, else <repo>/../shared."""
+    candidates = []
+    if os.environ.get("EDGEMNV2_SHARED"):
+        candidates.append(Path(os.environ["EDGEMNV2_SHARED"]))
+    candidates += [Path.cwd().parent / "shared", _REPO_ROOT.parent / "shared"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate.resolve()
+    if required:
+        raise InputError(
+            "no shared data folder found: set EDGEMNV2_SHARED to the folder holding models/ and data/ "
+            "(tried " + ", ".join(str(c) for c in candidates) + ")"
+        )
+    return None
+
+
+def shared_models_dir() -> Path:
+    return shared_dir() / "models"  # type: ignore[operator]
+
+
+def shared_calibration_dir() -> Path:
+    return shared_dir() / "data" / "imagenet-calib"  # type: ignore[operator]
+
+
+def shared_synsets_file() -> Path:
+    return shared_dir() / "data" / "imagenet_synsets.txt"  # type: ignore[operator]
