@@ -1,0 +1,84 @@
+"""`edgemnv2 convert`: a Keras MobileNetV2 (or a user's Keras model) → .tflite + JSON sidecar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgemnv2.cli.options import emit_json, json_option, progress_enabled
+from edgemnv2.convert import IO_TYPES, QUANTIZE_MODES, ConvertOptions, ConvertResult, convert
+from edgemnv2.errors import InputError
+from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec, UserModel
+
+
+@click.command("convert")
+@click.option("--alpha", type=float, default=None,
+              help="Width multiplier: " + ", ".join(f"{a:g}" for a in ALPHAS) + " (default 1.0).")
+@click.option("--resolution", type=int, default=None,
+              help="Input size: " + ", ".join(map(str, RESOLUTIONS)) + " (default 224).")
+@click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|none|PATH",
+              help="ImageNet weights (offline first), random weights, or a weights file.")
+@click.option("--weights-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder holding Keras's weight files by their own names (default: $EDGEMNV2_WEIGHTS_DIR, "
+                   "then ../shared/models, then the Keras cache).")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="Convert your own Keras model (.keras, .h5 or SavedModel folder) instead of a MobileNetV2 spec.")
+@click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default="int8", show_default=True,
+              help="int8 = full integer (no float fallback); the others are for comparison.")
+@click.option("--io", type=click.Choice(IO_TYPES), default=None,
+              help="Input/output type of an int8 model (default int8; float32 for other modes).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Where to write the .tflite (default <model>_<quantize>.tflite here); the sidecar is <output>.json.")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="Folder of calibration images (default ../shared/data/imagenet-calib).")
+@click.option("--num-calibration", type=int, default=100, show_default=True,
+              help="Calibration images to use (seeded choice when the folder has more).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration choice.")
+@json_option
+def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weights_dir: Path | None,
+                model_path: Path | None, quantize: str, io: str | None, output: Path | None,
+                calibration: Path | None, num_calibration: int, seed: int, as_json: bool) -> None:
+    """Convert MobileNetV2 (or your Keras model) to TFLite; int8 by default, verified fully integer.
+
+    \b
+    Examples:
+      edgemnv2 convert                                  # 1.0/224, ImageNet weights, int8
+      edgemnv2 convert --alpha 0.35 --resolution 96 -o small.tflite
+      edgemnv2 convert --model my.keras --calibration photos/ --io uint8
+    """
+    if model_path is not None:
+        if alpha is not None or resolution is not None or weights != "imagenet":
+            raise InputError("--model cannot be combined with --alpha/--resolution/--weights")
+        source: ModelSpec | UserModel = UserModel(model_path)
+    else:
+        source = ModelSpec(1.0 if alpha is None else alpha, 224 if resolution is None else resolution,
+                           weights, weights_dir)
+    options = ConvertOptions(quantize=quantize, io=io, calibration=calibration, num_calibration=num_calibration,
+                             seed=seed, output=output)
+    result = convert(source, options, progress=progress_enabled())
+    if as_json:
+        emit_json({"output": result.output, "sidecar": result.sidecar_path, **result.sidecar})
+    else:
+        click.echo(render_text(result))
+
+
+def render_text(result: ConvertResult) -> str:
+    s = result.sidecar
+    io_in, io_out = s["input"], s["output"]
+    integer = "fully integer" if s["fully_integer"] else "not fully integer"
+    lines = [f"wrote {result.output} ({s['file_size'] / 1e6:.2f} MB, {s['op_count']} ops, {integer}) "
+             f"in {s['wall_time_s']:.1f} s",
+             f"  input  {io_in['dtype']} {io_in['shape']}" + _qparams(io_in),
+             f"  output {io_out['dtype']} {io_out['shape']}" + _qparams(io_out),
+             "  ops    " + ", ".join(f"{name} {count}" for name, count in s["ops"].items())]
+    if s["calibration"]:
+        c = s["calibration"]
+        lines.append(f"  calibration {c['count']} images from {c['folder']}"
+                     + (f" ({len(c['skipped'])} unreadable skipped)" if c["skipped"] else ""))
+    lines.append(f"  sidecar {result.sidecar_path}")
+    return "\n".join(lines)
+
+
+def _qparams(tensor: dict) -> str:
+    return f" scale {tensor['scale']:.6g} zero point {tensor['zero_point']}" if tensor["scale"] else ""

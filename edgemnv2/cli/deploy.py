@@ -1,0 +1,160 @@
+"""`edgemnv2 edgetpu check|compile` and `edgemnv2 deploy`: thin click wrappers over edgemnv2.deploy."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from edgemnv2.cli.options import emit_json, json_option
+from edgemnv2.errors import GateFailed, InputError
+
+
+# ---------------------------------------------------------------- edgetpu
+
+@click.group("edgetpu")
+def edgetpu_group() -> None:
+    """Will the Coral Edge TPU run a model? Static check, or the real compiler when installed."""
+
+
+def _render_report(report, show_ops: bool) -> None:
+    from edgemnv2.deploy.edgetpu import _mib
+
+    click.echo(f"Model:       {report.model}")
+    click.echo(f"Checked by:  {report.source}" + (" (already compiled model)" if report.compiled and report.source != "edgetpu_compiler" else ""))
+    if report.ops:
+        tpu = Counter(p.op for p in report.ops if p.device == "tpu")
+        cpu = Counter(p.op for p in report.ops if p.device == "cpu")
+        click.echo(f"\n{'Operator':<28}{'TPU':>6}{'CPU':>6}")
+        for op in sorted(set(tpu) | set(cpu), key=lambda o: (-(tpu[o] + cpu[o]), o)):
+            click.echo(f"{op:<28}{tpu[op]:>6}{cpu[op]:>6}")
+        click.echo("")
+    if show_ops:
+        for p in report.ops:
+            click.echo(f"  #{p.index:<4} {p.op:<26} {p.device.upper()}" + (f"  {p.reason}" if p.reason else ""))
+        click.echo("")
+    click.echo(f"Ops:         {report.tpu_ops} on the Edge TPU, {report.cpu_ops} on the CPU")
+    if report.first_cpu_op:
+        where = f"#{report.first_cpu_index} " if report.first_cpu_index is not None else ""
+        click.echo(f"First CPU op: {where}{report.first_cpu_op}: {report.first_cpu_reason}")
+    fits = {True: "fits", False: "does NOT fit", None: "decided by the compiler"}[report.fits_cache]
+    click.echo(f"Parameters:  {_mib(report.parameter_bytes)} vs {_mib(report.cache_bytes)} on-chip cache ({fits})")
+    for note in report.notes:
+        click.echo(f"Note:        {note}")
+    click.echo(f"Verdict:     {report.verdict}")
+
+
+def _gate(report, strict: bool) -> None:
+    if strict and (report.cpu_ops or report.fits_cache is False):
+        raise GateFailed(f"--strict: {report.verdict}")
+
+
+@edgetpu_group.command("check")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--ops", "show_ops", is_flag=True, help="List every operator with where it runs and why.")
+@click.option("--strict", is_flag=True, help="Exit 3 when any op falls back to the CPU or the cache is exceeded.")
+@click.option("--rules", type=click.Path(path_type=Path), default=None,
+              help="Use another rules file instead of the packaged edgetpu_ops.toml.")
+@json_option
+def check_cmd(model: Path, show_ops: bool, strict: bool, rules: Path | None, as_json: bool) -> None:
+    """Static check of MODEL.tflite against Coral's Edge TPU rules (no compiler needed).
+
+    Reports which ops the compiler would map to the TPU (everything before the first unsupported op),
+    where the CPU fallback starts and why, and parameter data against the ~8 MB on-chip cache. An already
+    compiled *_edgetpu.tflite is recognised and reported as compiled.
+    """
+    from edgemnv2.deploy import edgetpu
+
+    report = edgetpu.check_model(model, edgetpu.load_rules(rules) if rules else None)
+    if as_json:
+        emit_json(report)
+    else:
+        _render_report(report, show_ops)
+    _gate(report, strict)
+
+
+@edgetpu_group.command("compile", context_settings={"ignore_unknown_options": True})
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("compiler_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("-o", "--out-dir", type=click.Path(path_type=Path), default=None,
+              help="Where edgetpu_compiler writes *_edgetpu.tflite (default: the current folder).")
+@click.option("--strict", is_flag=True, help="Exit 3 when any op stays on the CPU or parameters are streamed.")
+@json_option
+def compile_cmd(model: Path, compiler_args: tuple[str, ...], out_dir: Path | None, strict: bool, as_json: bool) -> None:
+    """Compile MODEL.tflite with edgetpu_compiler and report its answer like `check` does.
+
+    Options after `--` go to edgetpu_compiler unchanged, e.g. `edgemnv2 edgetpu compile m.tflite -- -a -m 13`.
+    """
+    from edgemnv2.deploy import edgetpu
+
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    report, _log, text = edgetpu.compile_model(model, list(compiler_args), out_dir)
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(text.rstrip(), err=True)
+        _render_report(report, show_ops=False)
+    _gate(report, strict)
+
+
+# ---------------------------------------------------------------- deploy
+
+def _agent_files() -> tuple[tuple[Path, str], ...]:
+    try:
+        from edgemnv2.serial import agent_files
+    except ImportError as exc:
+        raise InputError(f"the linux agent is not available in this installation ({exc})") from exc
+    return tuple((Path(local), name) for name, local in agent_files().items())
+
+
+@click.command("deploy")
+@click.option("--target", type=click.Choice(["rpi", "coral-devboard"]), required=True, help="Board family.")
+@click.option("--host", "host_text", required=True, metavar="USER@HOST", help="The board, as for ssh.")
+@click.option("--model", type=click.Path(path_type=Path), required=True, help="The .tflite to deploy.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Labels file copied next to it.")
+@click.option("--port", type=click.IntRange(1, 65535), default=22, show_default=True, help="ssh port.")
+@click.option("--identity", type=click.Path(path_type=Path), default=None, help="ssh private key (ssh -i).")
+@click.option("--known-hosts", type=click.Path(path_type=Path), default=None,
+              help="known_hosts file holding the board's host key (default: ~/.ssh/known_hosts).")
+@click.option("--dest", default="edgemnv2", show_default=True, help="Folder on the board (relative = under home).")
+@click.option("--python", "python", default="python3", show_default=True,
+              help="Python on the board, e.g. a venv's VENV/bin/python.")
+@click.option("--install/--no-install", default=True, show_default=True,
+              help="Install the TFLite runtime when it does not import (it is checked first either way).")
+@click.option("--systemd", is_flag=True, help="Install and start a systemd unit running the agent (needs sudo -n).")
+@click.option("--min-free", "min_free_mb", type=click.FloatRange(0), default=20.0, show_default=True,
+              help="MiB that must stay free on the board after copying.")
+@click.option("--runs", "smoke_runs", type=click.IntRange(1), default=1, show_default=True,
+              help="Inferences in the smoke run.")
+@click.option("--transport", type=click.Choice(["auto", "ssh", "mdt"]), default="auto", show_default=True,
+              help="auto uses mdt for a Coral Dev Board when mdt is installed, else ssh.")
+@click.option("--connect-timeout", type=click.IntRange(1), default=10, show_default=True, help="Seconds.")
+@click.option("--dry-run", is_flag=True, help="Print every command instead of running it.")
+@json_option
+def deploy_cmd(target: str, host_text: str, model: Path, labels: Path | None, port: int, identity: Path | None,
+               known_hosts: Path | None, dest: str, python: str, install: bool, systemd: bool, min_free_mb: float,
+               smoke_runs: int, transport: str, connect_timeout: int, dry_run: bool, as_json: bool) -> None:
+    """Copy MODEL, labels and the linux agent to a board, install the runtime, run one inference there.
+
+    Uses ssh/scp with host-key checking (or mdt on a Coral Dev Board) and prints the on-board latency.
+    """
+    from edgemnv2.deploy import remote
+
+    config = remote.DeployConfig(
+        target=target, host=remote.Host.parse(host_text), model=model, labels=labels, dest=dest, port=port,
+        identity=identity, known_hosts=known_hosts, python=python, install=install, systemd=systemd,
+        min_free_mb=min_free_mb, smoke_runs=smoke_runs, transport=transport, connect_timeout=connect_timeout,
+        agent_files=_agent_files())
+    echo = (lambda line: click.echo(line, err=True)) if (as_json or not dry_run) else click.echo
+    result = remote.deploy(config, dry_run=dry_run, echo=echo)
+    if as_json:
+        emit_json(result)
+        return
+    if dry_run:
+        return
+    click.echo(f"Deployed {len(result.files)} files to {result.host}:{result.dest} via {result.transport}; "
+               f"runtime {result.runtime}" + (f"; systemd unit {remote.UNIT_NAME} enabled" if systemd else ""))
+    latency = f"{result.latency_ms:.2f} ms" if result.latency_ms is not None else "latency not reported"
+    click.echo(f"Smoke inference on the board: {latency}  {result.smoke}")

@@ -1,0 +1,59 @@
+"""`edgemnv2 validate`: a .tflite model vs its float Keras reference on the same images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgemnv2.cli.options import emit_json, json_option, progress_enabled, to_jsonable
+from edgemnv2.errors import InputError
+from edgemnv2.convert import ensure_writable
+from edgemnv2.validate import render_text, validate
+
+
+@click.command("validate")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--reference", default=None, metavar="SPEC|PATH",
+              help="Float model: a spec like mobilenet_v2_1.0_224 (ImageNet weights) or a Keras model path "
+                   "(default: the source recorded in MODEL's sidecar).")
+@click.option("--weights-dir", type=click.Path(path_type=Path), default=None,
+              help="Weights mirror folder for a spec reference (as in convert).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Folder of images (default ../shared/data/imagenet-calib).")
+@click.option("--limit", type=int, default=None, help="Use at most N images (seeded choice).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit choice.")
+@click.option("--max-top1-drop", type=float, default=None, metavar="POINTS",
+              help="Fail (exit 3) when float top-1 minus TFLite top-1 exceeds this many percentage points.")
+@click.option("--min-agreement", type=click.FloatRange(0, 100), default=None, metavar="PERCENT",
+              help="Fail (exit 3) when top-1 agreement with the float model is below this percentage, e.g. 97.")
+@click.option("--per-image", is_flag=True, help="Include one row per image in the JSON report.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Also write the JSON report to this file.")
+@json_option
+def validate_cmd(model: Path, reference: str | None, weights_dir: Path | None, data: Path | None,
+                 limit: int | None, seed: int, max_top1_drop: float | None, min_agreement: float | None,
+                 per_image: bool, output: Path | None, as_json: bool) -> None:
+    """Compare MODEL (.tflite) with its float reference: accuracy, agreement, KL, output error.
+
+    \b
+    Exit codes: 0 all gates passed, 1 error, 3 a gate (--max-top1-drop, --min-agreement) failed.
+    The report is printed and written before a failed gate ends the command.
+    """
+    if output is not None:
+        ensure_writable(output, example="report.json")  # before minutes of inference, not after
+    report = validate(model, reference, data, limit=limit, seed=seed, max_top1_drop=max_top1_drop,
+                      min_agreement=min_agreement, per_image=per_image, weights_dir=weights_dir,
+                      progress=progress_enabled())
+    payload = {**to_jsonable(report), "passed": report.passed}
+    if output is not None:
+        try:
+            output.write_text(json.dumps(payload, indent=2) + "\n")
+        except OSError as exc:
+            raise InputError(f"cannot write report {output}: {exc.strerror or exc}") from exc
+    if as_json:
+        emit_json(payload)
+    else:
+        click.echo(render_text(report))
+    report.raise_for_gates()

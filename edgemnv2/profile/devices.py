@@ -1,0 +1,227 @@
+"""Device profiles: one TOML file per device under profile/devices/, loaded into frozen dataclasses.
+
+Facts live in data files with their sources (a `[sources]` table keyed like the value it backs), so a
+number can be checked and corrected without touching code. Loading validates every key and type and
+names the file, the key and the allowed values when something is wrong. `--device-file my.toml` loads
+a user's own profile through the same checks.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edgemnv2.errors import DeviceProfileError
+
+KINDS = ("linux", "mcu", "edgetpu")
+MAC_OP_KINDS = ("conv", "pointwise", "depthwise", "fully_connected")
+
+
+@dataclass(frozen=True)
+class CpuModel:
+    """How fast the cores run each op kind; `efficiency` is the one factor fitted to published latencies."""
+
+    int8_macs_per_cycle: dict[str, float]   # sustained per core, per op kind in MAC_OP_KINDS
+    cycles_per_output: float                # requantize + store per output element (int8)
+    elementwise_cycles_per_byte: float      # add, pool, mean, softmax, quantize, pad, ... per byte touched
+    op_overhead_us: float                   # dispatch cost per operator
+    parallel_efficiency: float              # speed-up per extra thread, 0..1
+    float32_slowdown: float                 # float32 kernels vs int8 on the same cores
+    activation_bandwidth_mbps: float        # sustained read+write of activations
+    weight_bandwidth_mbps: float            # sustained streaming of weights (DRAM, or flash/XIP on MCUs)
+    efficiency: float = 1.0
+
+
+@dataclass(frozen=True)
+class EdgeTpuModel:
+    """Edge TPU accelerator facts: peak rate, parameter cache, host link, per-invoke costs."""
+
+    peak_macs_per_second: float
+    utilization: dict[str, float]            # fraction of peak per op kind in MAC_OP_KINDS
+    parameter_cache_bytes: int               # on-chip SRAM for parameters; the excess streams every inference
+    host_link_mbps: float                    # USB 3 / PCIe / on-module bus for I/O and streamed parameters
+    invoke_overhead_us: float
+    op_overhead_us: float
+    efficiency: float = 1.0
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    key: str
+    name: str
+    kind: str                                # linux | mcu | edgetpu
+    runtime: str
+    cores: int
+    threads: int
+    clock_mhz: float
+    simd: str
+    ram_bytes: int                           # SRAM on MCUs, DRAM on Linux boards
+    flash_bytes: int                         # program flash on MCUs, storage on Linux boards
+    psram_bytes: int
+    runtime_code_bytes: int                  # inference runtime's code in flash/storage
+    runtime_ram_bytes: int                   # runtime RAM besides the arena (stacks, heap, interpreter)
+    cpu: CpuModel
+    edgetpu: EdgeTpuModel | None
+    sources: dict[str, str]
+    calibration: str                         # what `efficiency` was fitted to, or "uncalibrated ..."
+    path: Path = field(compare=False, default=Path())
+
+    @property
+    def is_mcu(self) -> bool:
+        return self.kind == "mcu"
+
+
+def _devices_dir():
+    return resources.files("edgemnv2.profile") / "devices"
+
+
+def known_devices() -> list[str]:
+    """Keys of the bundled profiles (file names without .toml)."""
+    return sorted(p.name[:-5] for p in _devices_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def load_device(key: str) -> DeviceProfile:
+    """A bundled profile by key; unknown keys list the known ones."""
+    known = known_devices()
+    if key not in known:
+        raise DeviceProfileError(f"unknown device '{key}'; known devices: {', '.join(known)} "
+                                 "(or give your own profile with --device-file)")
+    resource = _devices_dir() / f"{key}.toml"
+    return _parse(resource.read_text(encoding="utf-8"), Path(str(resource)), key)
+
+
+def load_device_file(path: Path) -> DeviceProfile:
+    """A user's profile file, checked like the bundled ones."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DeviceProfileError(f"device profile {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeviceProfileError(f"cannot read device profile {path}: {exc}") from None
+    return _parse(text, path, path.stem)
+
+
+def load_all() -> list[DeviceProfile]:
+    return [load_device(key) for key in known_devices()]
+
+
+class _Reader:
+    """Typed access to one TOML table that names the file and key in every error."""
+
+    def __init__(self, data: dict[str, Any], path: Path, prefix: str = "") -> None:
+        self.data, self.path, self.prefix = data, path, prefix
+
+    def fail(self, key: str, problem: str) -> DeviceProfileError:
+        return DeviceProfileError(f"{self.path}: key '{self.prefix}{key}' {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.fail(key, "is missing")
+            return default
+        value = self.data[key]
+        if kind in (float, (float,)) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(key, f"must be {names}, got {type(value).__name__} {value!r}")
+        return value
+
+    def positive(self, key: str, kind: type = float, default: Any = ...) -> Any:
+        value = self.get(key, kind, default)
+        if value is not None and value <= 0:
+            raise self.fail(key, f"must be positive, got {value}")
+        return value
+
+    def fraction(self, key: str, default: Any = ...) -> float:
+        value = self.get(key, float, default)
+        if not 0 < value <= 1:
+            raise self.fail(key, f"must be in (0, 1], got {value}")
+        return value
+
+    def table(self, key: str, required: bool = True) -> _Reader | None:
+        if key not in self.data:
+            if required:
+                raise self.fail(key, "is missing (a [table])")
+            return None
+        value = self.data[key]
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return _Reader(value, self.path, f"{self.prefix}{key}.")
+
+    def per_op_kind(self, key: str, fraction: bool = False) -> dict[str, float]:
+        table = self.table(key)
+        unknown = sorted(set(table.data) - set(MAC_OP_KINDS))
+        if unknown:
+            raise table.fail(unknown[0], f"is not an op kind; allowed: {', '.join(MAC_OP_KINDS)}")
+        return {k: (table.fraction(k) if fraction else table.positive(k)) for k in MAC_OP_KINDS}
+
+    def check_unknown(self, allowed: set[str]) -> None:
+        unknown = sorted(set(self.data) - allowed)
+        if unknown:
+            raise self.fail(unknown[0], f"is not a profile key; allowed: {', '.join(sorted(allowed))}")
+
+
+_TOP_KEYS = {"name", "kind", "runtime", "cores", "threads", "clock_mhz", "simd", "ram_bytes", "flash_bytes",
+             "psram_bytes", "runtime_code_bytes", "runtime_ram_bytes", "calibration", "cpu", "edgetpu", "sources"}
+_CPU_KEYS = {"int8_macs_per_cycle", "cycles_per_output", "elementwise_cycles_per_byte", "op_overhead_us",
+             "parallel_efficiency", "float32_slowdown", "activation_bandwidth_mbps", "weight_bandwidth_mbps",
+             "efficiency"}
+_TPU_KEYS = {"peak_macs_per_second", "utilization", "parameter_cache_bytes", "host_link_mbps",
+             "invoke_overhead_us", "op_overhead_us", "efficiency"}
+
+
+def _parse(text: str, path: Path, key: str) -> DeviceProfile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DeviceProfileError(f"{path}: not valid TOML ({exc})") from None
+    top = _Reader(data, path)
+    top.check_unknown(_TOP_KEYS)
+    kind = top.get("kind", str)
+    if kind not in KINDS:
+        raise top.fail("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
+    cpu_table = top.table("cpu")
+    cpu_table.check_unknown(_CPU_KEYS)
+    cpu = CpuModel(
+        int8_macs_per_cycle=cpu_table.per_op_kind("int8_macs_per_cycle"),
+        cycles_per_output=cpu_table.get("cycles_per_output", float),
+        elementwise_cycles_per_byte=cpu_table.positive("elementwise_cycles_per_byte"),
+        op_overhead_us=cpu_table.get("op_overhead_us", float),
+        parallel_efficiency=cpu_table.fraction("parallel_efficiency", 1.0),
+        float32_slowdown=cpu_table.positive("float32_slowdown", float, 2.0),
+        activation_bandwidth_mbps=cpu_table.positive("activation_bandwidth_mbps"),
+        weight_bandwidth_mbps=cpu_table.positive("weight_bandwidth_mbps"),
+        efficiency=cpu_table.positive("efficiency", float, 1.0),
+    )
+    tpu = None
+    tpu_table = top.table("edgetpu", required=(kind == "edgetpu"))
+    if tpu_table is not None:
+        tpu_table.check_unknown(_TPU_KEYS)
+        tpu = EdgeTpuModel(
+            peak_macs_per_second=tpu_table.positive("peak_macs_per_second"),
+            utilization=tpu_table.per_op_kind("utilization", fraction=True),
+            parameter_cache_bytes=tpu_table.positive("parameter_cache_bytes", int),
+            host_link_mbps=tpu_table.positive("host_link_mbps"),
+            invoke_overhead_us=tpu_table.get("invoke_overhead_us", float),
+            op_overhead_us=tpu_table.get("op_overhead_us", float),
+            efficiency=tpu_table.positive("efficiency", float, 1.0),
+        )
+    sources_table = top.table("sources")
+    sources = {k: sources_table.get(k, str) for k in sources_table.data}
+    cores = top.positive("cores", int)
+    threads = top.positive("threads", int, cores)
+    if threads > cores:
+        raise top.fail("threads", f"must be at most cores ({cores}), got {threads}")
+    return DeviceProfile(
+        key=key, name=top.get("name", str), kind=kind, runtime=top.get("runtime", str), cores=cores,
+        threads=threads, clock_mhz=top.positive("clock_mhz"), simd=top.get("simd", str),
+        ram_bytes=top.positive("ram_bytes", int), flash_bytes=top.positive("flash_bytes", int),
+        psram_bytes=top.get("psram_bytes", int, 0), runtime_code_bytes=top.get("runtime_code_bytes", int),
+        runtime_ram_bytes=top.get("runtime_ram_bytes", int, 0), cpu=cpu, edgetpu=tpu, sources=sources,
+        calibration=top.get("calibration", str), path=path,
+    )

@@ -1,0 +1,166 @@
+"""Per-layer latency over a device profile: a roofline with per-op-kind compute rates.
+
+CPU (Linux boards, phones, MCUs), per layer:
+  compute = (MACs / MACs-per-cycle[kind] + outputs · cycles-per-output) / (clock · thread speed-up · efficiency)
+            (ops without multiplications: bytes touched · cycles-per-byte instead)
+  memory  = activation bytes / activation bandwidth + weight bytes / weight bandwidth
+  time    = max(compute, memory) + per-op dispatch overhead
+The cycles-per-output term is what makes narrow layers slower per MAC (requantization and stores do not
+shrink with the channel count), which is how small models run less efficiently on the same core.
+
+Edge TPU: ops run on the accelerator up to the first one it cannot run (non-integer, or a kind it
+lacks); the compiler hands that op and everything after it to the host CPU. Accelerator time is
+MACs at a per-kind share of the peak rate plus a per-op cost; parameters beyond the on-chip cache
+stream over the host link on every inference, as do the input and output tensors.
+
+Each profile's `efficiency` is the one factor fitted to published figures
+(`benchmarks/latency_calibration.py`); everything else comes from datasheets and kernel benchmarks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from edgemnv2.profile.cost import LayerCost
+from edgemnv2.profile.devices import DeviceProfile
+from edgemnv2.profile.graph import MAC_KINDS, Layer, ModelGraph
+
+# Op kinds the Edge TPU executes (when integer); others fall back to the host CPU.
+EDGETPU_KINDS = frozenset({"conv", "pointwise", "depthwise", "fully_connected", "add", "mul", "pool", "mean",
+                           "softmax", "quantize", "reshape", "pad", "concat", "activation", "resize"})
+_INTEGER_TYPES = ("int8", "uint8", "int32")
+
+
+@dataclass(frozen=True)
+class LayerLatency:
+    ms: float | None          # None: the estimator does not know this op
+    bound: str                # "compute" | "memory" | "overhead" | "unknown"
+    unit: str                 # "cpu" | "edgetpu"
+
+
+@dataclass(frozen=True)
+class EdgeTpuPlacement:
+    parameter_bytes: int                 # parameters of the ops mapped to the accelerator
+    parameter_cache_bytes: int
+    streamed_bytes: int                  # the part that does not fit and streams every inference
+    stream_ms: float
+    io_ms: float
+    cpu_fallback_ops: list[str] = field(default_factory=list)   # "index:name (reason)"
+
+
+@dataclass(frozen=True)
+class LatencyEstimate:
+    layers: list[LayerLatency]
+    total_ms: float | None
+    edgetpu: EdgeTpuPlacement | None
+    notes: list[str]
+
+
+def _elements(shape: tuple[int, ...]) -> int:
+    return math.prod(max(d, 1) for d in shape) if shape else 0
+
+
+def _cpu_layer(layer: Layer, cost: LayerCost, device: DeviceProfile) -> LayerLatency:
+    cpu = device.cpu
+    if not layer.known:
+        return LayerLatency(None, "unknown", "cpu")
+    speedup = 1 + (device.threads - 1) * cpu.parallel_efficiency
+    rate = device.clock_mhz * 1e6 * speedup * cpu.efficiency
+    dtype_factor = cpu.float32_slowdown if layer.dtype in ("float32", "float16") else 1.0
+    if layer.op in MAC_KINDS:
+        cycles = cost.macs / cpu.int8_macs_per_cycle[layer.op] + _elements(layer.output_shape) * cpu.cycles_per_output
+    elif layer.op == "reshape":
+        cycles = 0.0  # a view: TFLite shares the buffer
+    else:
+        cycles = (layer.activation_in_bytes + layer.activation_out_bytes) * cpu.elementwise_cycles_per_byte
+    compute_s = cycles * dtype_factor / rate
+    memory_s = ((layer.activation_in_bytes + layer.activation_out_bytes) / (cpu.activation_bandwidth_mbps * 1e6)
+                + layer.weight_bytes / (cpu.weight_bandwidth_mbps * 1e6))
+    overhead_s = cpu.op_overhead_us * 1e-6
+    bound = "compute" if compute_s >= memory_s else "memory"
+    if overhead_s > max(compute_s, memory_s):
+        bound = "overhead"
+    return LayerLatency((max(compute_s, memory_s) + overhead_s) * 1e3, bound, "cpu")
+
+
+def _tpu_layer(layer: Layer, cost: LayerCost, device: DeviceProfile) -> LayerLatency:
+    tpu = device.edgetpu
+    assert tpu is not None
+    compute_s = 0.0
+    if layer.op in MAC_KINDS:
+        compute_s = cost.macs / (tpu.peak_macs_per_second * tpu.utilization[layer.op] * tpu.efficiency)
+    overhead_s = tpu.op_overhead_us * 1e-6
+    return LayerLatency((compute_s + overhead_s) * 1e3, "compute" if compute_s > overhead_s else "overhead", "edgetpu")
+
+
+def _runs_on_tpu(layer: Layer) -> str | None:
+    """None when the Edge TPU can run the layer, else the reason it falls back."""
+    if not layer.known:
+        return f"{layer.tflite_op} is not an Edge TPU op"
+    if layer.op not in EDGETPU_KINDS:
+        return f"{layer.op} is not an Edge TPU op"
+    if layer.dtype not in _INTEGER_TYPES or (layer.weight_dtype and layer.weight_dtype not in _INTEGER_TYPES):
+        return f"{layer.dtype} tensors (the Edge TPU runs only 8-bit integer ops)"
+    return None
+
+
+def estimate(graph: ModelGraph, costs: list[LayerCost], device: DeviceProfile) -> LatencyEstimate:
+    """Per-layer and total latency of `graph` on `device` (ms)."""
+    notes: list[str] = []
+    if device.kind == "edgetpu":
+        return _estimate_edgetpu(graph, costs, device, notes)
+    layers = [_cpu_layer(layer, cost, device) for layer, cost in zip(graph.layers, costs)]
+    unknown = [l for l, t in zip(graph.layers, layers) if t.ms is None]
+    if graph.edgetpu_compiled:
+        notes.append("compiled for the Edge TPU: the CPU cannot run the edgetpu-custom-op; profile the model "
+                     "from before edgetpu_compiler, or use an Edge TPU device")
+    if unknown:
+        notes.append(f"{len(unknown)} op(s) not estimated ({', '.join(sorted({l.tflite_op for l in unknown}))}); "
+                     "the total leaves them out")
+    known = [t.ms for t in layers if t.ms is not None]
+    total = sum(known) if known and not graph.edgetpu_compiled else None
+    return LatencyEstimate(layers, total, None, notes)
+
+
+def _estimate_edgetpu(graph: ModelGraph, costs: list[LayerCost], device: DeviceProfile,
+                      notes: list[str]) -> LatencyEstimate:
+    tpu = device.edgetpu
+    assert tpu is not None
+    link = tpu.host_link_mbps * 1e6
+    in_bytes = sum((graph.tensor_bytes or {}).get(t, 0) for t in graph.graph_inputs)
+    out_bytes = sum((graph.tensor_bytes or {}).get(t, 0) for t in graph.graph_outputs)
+    if graph.edgetpu_compiled:
+        program = sum(l.weight_bytes for l in graph.layers if l.tflite_op.startswith("CUSTOM:edgetpu"))
+        streamed = max(0, program - tpu.parameter_cache_bytes)
+        notes.append("already compiled for the Edge TPU: layers are inside the edgetpu-custom-op, so per-layer "
+                     "multiplications and latency are unknown; profile the .tflite from before edgetpu_compiler")
+        placement = EdgeTpuPlacement(program, tpu.parameter_cache_bytes, streamed, streamed / link * 1e3,
+                                     (in_bytes + out_bytes) / link * 1e3)
+        return LatencyEstimate([LayerLatency(None, "unknown", "edgetpu") for _ in graph.layers], None, placement, notes)
+    layers: list[LayerLatency] = []
+    fallback: list[str] = []
+    on_tpu = True
+    for layer, cost in zip(graph.layers, costs):
+        reason = _runs_on_tpu(layer) if on_tpu else "after the first unsupported op"
+        if on_tpu and reason is not None:
+            on_tpu = False
+        if on_tpu:
+            layers.append(_tpu_layer(layer, cost, device))
+        else:
+            fallback.append(f"{layer.index}:{layer.name} ({reason})")
+            layers.append(_cpu_layer(layer, cost, device))
+    parameter_bytes = sum(l.weight_bytes for l, t in zip(graph.layers, layers) if t.unit == "edgetpu")
+    streamed = max(0, parameter_bytes - tpu.parameter_cache_bytes)
+    placement = EdgeTpuPlacement(parameter_bytes, tpu.parameter_cache_bytes, streamed, streamed / link * 1e3,
+                                 (in_bytes + out_bytes) / link * 1e3, fallback)
+    if streamed:
+        notes.append(f"{streamed / 2**20:.1f} MiB of parameters exceed the {tpu.parameter_cache_bytes / 2**20:.1f} MiB "
+                     "on-chip cache and stream from the host on every inference")
+    if fallback:
+        notes.append(f"{len(fallback)} op(s) fall back to the host CPU, starting at {fallback[0]}")
+    if any(t.ms is None for t in layers):
+        notes.append("some fallback ops are unknown to the estimator; the total leaves them out")
+    total = (tpu.invoke_overhead_us * 1e-3 + placement.io_ms + placement.stream_ms
+             + sum(t.ms for t in layers if t.ms is not None))
+    return LatencyEstimate(layers, total, placement, notes)

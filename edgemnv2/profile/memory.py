@@ -1,0 +1,441 @@
+"""Tensor-arena plan that reproduces TensorFlow Lite Micro's, from the .tflite alone (no TensorFlow).
+
+TFLM puts everything a model needs at run time into one caller-supplied arena:
+
+* the **head** (non-persistent) holds activations and kernel scratch buffers, placed by
+  `GreedyMemoryPlanner` (memory_planner/greedy_memory_planner.cc): buffers sorted by size, largest
+  first, each at the lowest offset that does not overlap a buffer alive at the same time; lifetimes
+  from `AllocationInfoBuilder` (micro_allocation_info.cc), sizes rounded up to 16 bytes
+  (micro_arena_constants.h);
+* the **tail** (persistent) grows down from the arena's end: the runtime's own objects, one
+  TfLiteEvalTensor per tensor, one NodeAndRegistration per op, each op's parsed options and kernel
+  OpData with its per-channel multiplier/shift arrays, scratch-buffer handles, variable tensors, and
+  full TfLiteTensors (with quantization) for the graph inputs and outputs (micro_allocator.cc,
+  micro_interpreter.cc).
+
+`plan_arena` replays both in the same order with the same alignment rules, so its total is what
+`RecordingMicroAllocator::PrintAllocations` reports as "Arena allocation total" for the `tflite-micro`
+wheel (see `tflm_arena.measure_arena` and `benchmarks/arena_check.py`). Kernel facts live in
+`tflm_kernels.toml`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from edgemnv2.errors import ModelError
+
+BUFFER_ALIGNMENT = 16          # MicroArenaBufferAlignment() (micro_arena_constants.h)
+LITERT_TENSOR_ALIGNMENT = 64   # kDefaultTensorAlignment in LiteRT's arena_planner.h
+
+# sizeof/alignof of runtime structs in the tflite-micro wheel (x86-64, 8-byte pointers), from
+# tensorflow/lite/micro/micro_common.h, core/c/common.h and micro_allocator.h.
+_EVAL_TENSOR = (24, 8)             # TfLiteEvalTensor {data*, dims*, type}
+_NODE_AND_REGISTRATION = (64, 8)   # NodeAndRegistration {TfLiteNode, TFLMRegistration*}
+_TFLITE_TENSOR = (64, 8)           # TfLiteTensor as allocated for graph inputs/outputs
+_AFFINE_QUANTIZATION = (24, 8)     # TfLiteAffineQuantization {scale*, zero_point*, quantized_dimension}
+_INT_ARRAY_ALIGN = 4               # TfLiteIntArray {size, data[]}
+_SUBGRAPH_ALLOCATIONS = (16, 8)    # SubgraphAllocations {node_and_registrations*, tensors*}
+_BUILTIN_DATA_ALLOCATOR = (16, 8)  # MicroBuiltinDataAllocator {vtable*, persistent_allocator*}
+_SCRATCH_HANDLE = (24, 8)          # internal::ScratchBufferHandle {data*, bytes, node_idx}
+_POINTER = 8
+# RecordingSingleArenaBufferAllocator + GreedyMemoryPlanner + RecordingMicroAllocator, placed at the
+# very end of the arena before the model is looked at (RecordingMicroAllocator::Create). A constant of
+# the runtime build, not of the model: measured once as the tail of a one-op model minus every
+# model-dependent allocation above.
+_RUNTIME_OBJECTS = 456
+
+# Element sizes of the TensorType enum (schema.fbs); TFLM sizes INT4 tensors at one byte per element.
+_TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4, 16: 2, 17: 1}
+_OFFLINE_PLAN_METADATA = b"OfflineMemoryAllocation"
+_UNKNOWN_KERNEL = {"builtin_bytes": 16, "builtin_align": 4, "op_data_bytes": 64}
+
+
+@dataclass(frozen=True)
+class PlannedBuffer:
+    """One buffer of the head: a tensor (tensor >= 0) or an op's scratch buffer (tensor == -1)."""
+
+    name: str
+    tensor: int
+    bytes: int          # rounded up to the planner alignment
+    first_op: int       # op index where it is created (-1: before the first op, i.e. a graph input)
+    last_op: int        # op index of its last use
+    offset: int         # byte offset in the head chosen by the planner
+
+
+@dataclass(frozen=True)
+class ArenaPlan:
+    """TFLM arena as its allocator would lay it out (bytes).
+
+    `peak_bytes` = `nonpersistent_bytes` (head: greedy-planned activations + scratch buffers)
+    + `persistent_bytes` (tail: eval tensors, I/O TfLiteTensors, node structs, kernels' op data, ...).
+    """
+
+    peak_bytes: int
+    nonpersistent_bytes: int
+    persistent_bytes: int
+    timeline: list[int]          # activation + scratch bytes live while each op runs, op order
+    op_names: list[str]          # builtin op name per op (e.g. "CONV_2D"), same order as timeline
+    persistent_breakdown: dict[str, int] = field(default_factory=dict)  # tail section -> bytes incl. padding
+    scratch_bytes: int = 0       # largest kernel scratch buffer placed in the head
+    buffers: list[PlannedBuffer] = field(default_factory=list)
+    unknown_ops: list[str] = field(default_factory=list)  # ops whose tail use is a default guess
+
+    @property
+    def peak_live_bytes(self) -> int:
+        """Lower bound for any planner: the most bytes alive at one op (the head can exceed it by fragmentation)."""
+        return max(self.timeline, default=0)
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    bytes: int
+    constant: bool
+    variable: bool
+    channels: int       # quantization scale count (0 = not quantized)
+    name: str
+
+
+@dataclass(frozen=True)
+class _Op:
+    name: str
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Model:
+    tensors: tuple[_Tensor, ...]
+    ops: tuple[_Op, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    filter_shapes: dict[int, tuple[int, ...]]   # op index -> shape of input 1
+    output_elements: dict[int, int]             # op index -> elements of output 0
+    input_types: dict[int, int]                 # op index -> TensorType of input 0
+    offline_offsets: tuple[int, ...] | None
+    extra_subgraph_tensors: int                 # tensors of subgraphs other than 0 (eval tensors only)
+    extra_subgraph_ops: int
+    subgraphs: int
+
+
+@lru_cache(maxsize=1)
+def kernel_table() -> dict[str, dict]:
+    """Per-op tail facts from tflm_kernels.toml (see that file for sources)."""
+    path = Path(__file__).with_name("tflm_kernels.toml")
+    with path.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def _align_up(value: int, alignment: int) -> int:
+    return (value + alignment - 1) // alignment * alignment
+
+
+def _read(model: bytes | Path) -> bytes:
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    from edgemnv2.profile.graph import read_model_bytes
+
+    return read_model_bytes(Path(model))
+
+
+def _parse(data: bytes) -> _Model:
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelError("not a TFLite model (no 'TFL3' flatbuffer identifier); give a .tflite file")
+    try:
+        return _parse_flatbuffer(data)
+    except ModelError:
+        raise
+    except Exception as exc:  # a corrupted flatbuffer raises anything from struct errors up
+        raise ModelError(f"the model looks like TFLite but cannot be parsed ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_flatbuffer(data: bytes) -> _Model:
+    import tflite
+
+    names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if isinstance(v, int) and not k.startswith("_")}
+    model = tflite.Model.GetRootAsModel(data, 0)
+    if model.SubgraphsLength() < 1:
+        raise ModelError("the model has no subgraph")
+    graph = model.Subgraphs(0)
+
+    def has_data(buffer_index: int) -> bool:
+        if buffer_index <= 0 or buffer_index >= model.BuffersLength():
+            return False
+        buf = model.Buffers(buffer_index)
+        return buf.DataLength() > 0 or buf.Offset() > 1
+
+    tensors = []
+    for i in range(graph.TensorsLength()):
+        t = graph.Tensors(i)
+        shape = t.ShapeAsNumpy() if t.ShapeLength() else []
+        count = 1
+        for d in shape:
+            count *= int(d)
+        q = t.Quantization()
+        channels = q.ScaleLength() if q is not None and q.ScaleLength() and q.ZeroPointLength() else 0
+        tensors.append(_Tensor(bytes=count * _TYPE_BYTES.get(t.Type(), 1), constant=has_data(t.Buffer()),
+                               variable=bool(t.IsVariable()), channels=channels,
+                               name=(t.Name() or b"").decode("utf-8", "replace")))
+
+    ops, filter_shapes, output_elements, input_types = [], {}, {}, {}
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM":
+            name = "CUSTOM:" + (code.CustomCode() or b"").decode("utf-8", "replace")
+        ins = tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else ()
+        outs = tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else ()
+        ops.append(_Op(name, ins, outs))
+        if len(ins) > 1 and ins[1] >= 0:
+            t = graph.Tensors(ins[1])
+            filter_shapes[i] = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        if ins and ins[0] >= 0:
+            input_types[i] = graph.Tensors(ins[0]).Type()
+        if outs:
+            t = graph.Tensors(outs[0])
+            count = 1
+            for d in (t.ShapeAsNumpy() if t.ShapeLength() else []):
+                count *= int(d)
+            output_elements[i] = count
+
+    extra_tensors = sum(model.Subgraphs(s).TensorsLength() for s in range(1, model.SubgraphsLength()))
+    extra_ops = sum(model.Subgraphs(s).OperatorsLength() for s in range(1, model.SubgraphsLength()))
+    return _Model(
+        tensors=tuple(tensors), ops=tuple(ops),
+        inputs=tuple(int(x) for x in graph.InputsAsNumpy()) if graph.InputsLength() else (),
+        outputs=tuple(int(x) for x in graph.OutputsAsNumpy()) if graph.OutputsLength() else (),
+        filter_shapes=filter_shapes, output_elements=output_elements, input_types=input_types,
+        offline_offsets=_offline_offsets(model, len(tensors)),
+        extra_subgraph_tensors=extra_tensors, extra_subgraph_ops=extra_ops, subgraphs=model.SubgraphsLength(),
+    )
+
+
+def _offline_offsets(model, tensor_count: int) -> tuple[int, ...] | None:
+    """Offsets from the 'OfflineMemoryAllocation' metadata ([version, subgraph, count, offsets...]), -1 = online."""
+    import numpy as np
+
+    for i in range(model.MetadataLength()):
+        meta = model.Metadata(i)
+        if meta.Name() == _OFFLINE_PLAN_METADATA:
+            raw = model.Buffers(meta.Buffer()).DataAsNumpy()
+            values = np.frombuffer(raw.tobytes(), dtype="<i4")
+            if int(values[2]) != tensor_count:
+                raise ModelError(f"offline memory plan lists {int(values[2])} tensors but the model has "
+                                 f"{tensor_count}; TFLM rejects this model")
+            return tuple(int(v) for v in values[3:3 + tensor_count])
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- head
+
+
+def _lifetimes(m: _Model) -> list[tuple[str, int, int, int, int, int]]:
+    """(name, tensor, bytes, first, last, offline offset) per planned buffer, in TFLM's AllocationInfo order.
+
+    Scope 0 is "before the first op"; op i runs in scope i + 1 (AllocationInfoBuilder::MarkAllocationLifetimes).
+    Tensors no op touches keep the lifetime (-1, -1), as in TFLM.
+    """
+    first = [-1] * len(m.tensors)
+    last = [-1] * len(m.tensors)
+    for t in m.inputs + m.outputs:
+        first[t] = last[t] = 0
+    scratch: list[tuple[str, int, int, int]] = []
+    for i, op in enumerate(m.ops):
+        scope = i + 1
+        for t in op.outputs:
+            first[t] = last[t] = scope
+        for t in op.inputs:
+            if t >= 0:
+                last[t] = scope
+        for t in op.outputs:
+            last[t] = scope
+        size = _scratch_bytes(m, i)
+        if size:
+            scratch.append((f"scratch:{op.name}#{i}", size, scope, scope))
+    end = len(m.ops)
+    for t in m.outputs:
+        last[t] = end
+
+    entries = []
+    for t, tensor in enumerate(m.tensors):
+        if tensor.constant or tensor.variable or tensor.bytes == 0:
+            continue
+        offline = m.offline_offsets[t] if m.offline_offsets else -1
+        entries.append((tensor.name, t, _align_up(tensor.bytes, BUFFER_ALIGNMENT), first[t], last[t], offline))
+    for name, size, lo, hi in scratch:
+        entries.append((name, -1, _align_up(size, BUFFER_ALIGNMENT), lo, hi, -1))
+    return entries
+
+
+def _scratch_bytes(m: _Model, op_index: int) -> int:
+    kernel = kernel_table().get(m.ops[op_index].name, {})
+    if kernel.get("scratch") == "output_int32" and m.input_types.get(op_index) in (3, 7, 9):  # uint8/int16/int8
+        return m.output_elements.get(op_index, 0) * 4
+    return 0
+
+
+def greedy_offsets(sizes: list[int], firsts: list[int], lasts: list[int],
+                   offline: list[int] | None = None) -> list[int]:
+    """Offsets GreedyMemoryPlanner::CalculateOffsetsIfNeeded gives these buffers (same tie-breaking).
+
+    Online buffers enter the sort list from its tail (so in reverse add order), are bubble-sorted by
+    size descending (stable), then each goes in the first gap, scanning placed buffers by offset, that
+    is free over its whole lifetime. Offline-planned buffers keep their offsets and are placed first.
+    """
+    n = len(sizes)
+    offline = offline or [-1] * n
+    order_head = [i for i in range(n) if offline[i] != -1]
+    order_tail = [i for i in reversed(range(n)) if offline[i] == -1]
+    order_tail.sort(key=lambda i: -sizes[i])  # Python's sort is stable, like ReverseSortInPlace
+    order = order_head + order_tail
+    offsets = [-1] * n
+    placed: list[tuple[int, int]] = []  # (offset, buffer) kept sorted by offset, insertion after equal offsets
+    for i in order:
+        if offline[i] != -1:
+            offset = offline[i]
+        else:
+            offset = 0
+            for off, j in placed:
+                if firsts[j] > lasts[i] or firsts[i] > lasts[j]:
+                    continue  # not alive at the same time
+                if off - offset >= sizes[i]:
+                    break
+                offset = max(offset, off + sizes[j])
+        offsets[i] = offset
+        pos = len(placed)
+        for k, (off, _) in enumerate(placed):
+            if off > offset:
+                pos = k
+                break
+        placed.insert(pos, (offset, i))
+    return offsets
+
+
+def _plan_head(m: _Model, alignment: int = BUFFER_ALIGNMENT) -> tuple[int, list[PlannedBuffer]]:
+    entries = _lifetimes(m)
+    sizes = [_align_up(e[2], alignment) for e in entries]
+    offsets = greedy_offsets(sizes, [e[3] for e in entries], [e[4] for e in entries], [e[5] for e in entries])
+    buffers = [PlannedBuffer(name=e[0], tensor=e[1], bytes=sizes[k], first_op=e[3] - 1, last_op=e[4] - 1,
+                             offset=offsets[k]) for k, e in enumerate(entries)]
+    head = max((b.offset + b.bytes for b in buffers), default=0)
+    return head, buffers
+
+
+def _timeline(m: _Model, buffers: list[PlannedBuffer]) -> list[int]:
+    return [sum(b.bytes for b in buffers if b.first_op <= i <= b.last_op) for i in range(len(m.ops))]
+
+
+# ---------------------------------------------------------------------------------------------- tail
+
+
+class _Tail:
+    """The persistent allocator: grows down from an aligned arena end; records bytes (with padding) by section."""
+
+    def __init__(self) -> None:
+        self.used = 0
+        self.sections: dict[str, int] = {}
+
+    def allocate(self, section: str, size: int, alignment: int) -> None:
+        before = self.used
+        self.used = _align_up(self.used + size, alignment)
+        self.sections[section] = self.sections.get(section, 0) + self.used - before
+
+
+def _plan_tail(m: _Model) -> tuple[_Tail, list[str]]:
+    table = kernel_table()
+    tail = _Tail()
+    unknown: list[str] = []
+    # RecordingMicroAllocator::Create
+    tail.allocate("runtime objects", _RUNTIME_OBJECTS, 8)
+    # MicroAllocator::StartModelAllocation
+    tail.allocate("runtime objects", *_BUILTIN_DATA_ALLOCATOR)
+    tail.allocate("runtime objects", _SUBGRAPH_ALLOCATIONS[0] * m.subgraphs, _SUBGRAPH_ALLOCATIONS[1])
+    tail.allocate("TfLiteEvalTensor", _EVAL_TENSOR[0] * len(m.tensors), _EVAL_TENSOR[1])
+    if m.extra_subgraph_tensors:
+        tail.allocate("TfLiteEvalTensor", _EVAL_TENSOR[0] * m.extra_subgraph_tensors, _EVAL_TENSOR[1])
+    tail.allocate("NodeAndRegistration", _NODE_AND_REGISTRATION[0] * len(m.ops), _NODE_AND_REGISTRATION[1])
+    if m.extra_subgraph_ops:
+        tail.allocate("NodeAndRegistration", _NODE_AND_REGISTRATION[0] * m.extra_subgraph_ops,
+                      _NODE_AND_REGISTRATION[1])
+
+    kernels = []
+    for op in m.ops:
+        kernel = table.get(op.name)
+        if kernel is None:
+            unknown.append(op.name)
+            kernel = _UNKNOWN_KERNEL
+        kernels.append(kernel)
+    # MicroInterpreter: parse every op's options, then Init every op, then Prepare every op.
+    for kernel in kernels:
+        if kernel.get("builtin_bytes"):
+            tail.allocate("op options", kernel["builtin_bytes"], kernel.get("builtin_align", 4))
+    for kernel in kernels:
+        if kernel.get("op_data_bytes"):
+            tail.allocate("kernel OpData", kernel["op_data_bytes"], BUFFER_ALIGNMENT)
+    scratch_requests = 0
+    for i, kernel in enumerate(kernels):
+        arrays = kernel.get("per_channel_arrays", 0)
+        if arrays:
+            shape = m.filter_shapes.get(i, ())
+            dim = kernel.get("channel_dim", 0)
+            channels = shape[dim] if len(shape) > dim else 0
+            for _ in range(arrays):
+                tail.allocate("per-channel multipliers/shifts", 4 * channels, BUFFER_ALIGNMENT)
+        scratch_requests += 1 if _scratch_bytes(m, i) else 0
+    # MicroAllocator::FinishModelAllocation: scratch handles, then variable tensors.
+    if scratch_requests:
+        tail.allocate("scratch buffer handles", _SCRATCH_HANDLE[0] * scratch_requests, _SCRATCH_HANDLE[1])
+    for tensor in m.tensors:
+        if tensor.variable:
+            tail.allocate("variable tensors", tensor.bytes, BUFFER_ALIGNMENT)
+    # MicroInterpreter::AllocateTensors: TfLiteTensor pointer arrays and full tensors for inputs/outputs.
+    for ids in (m.inputs, m.outputs):
+        tail.allocate("graph I/O TfLiteTensors", _POINTER * len(ids), BUFFER_ALIGNMENT)
+        for t in ids:
+            tail.allocate("graph I/O TfLiteTensors", *_TFLITE_TENSOR)
+            channels = m.tensors[t].channels
+            if channels:
+                tail.allocate("graph I/O TfLiteTensors", *_AFFINE_QUANTIZATION)
+                tail.allocate("graph I/O TfLiteTensors", 4 + 4 * channels, _INT_ARRAY_ALIGN)
+    return tail, unknown
+
+
+def plan_arena(model: bytes | Path) -> ArenaPlan:
+    """Plan the arena TFLM would allocate for `model` (.tflite bytes or path)."""
+    m = _parse(_read(model))
+    head, buffers = _plan_head(m)
+    tail, unknown = _plan_tail(m)
+    persistent = tail.used
+    return ArenaPlan(
+        peak_bytes=head + persistent,
+        nonpersistent_bytes=head,
+        persistent_bytes=persistent,
+        timeline=_timeline(m, buffers),
+        op_names=[op.name for op in m.ops],
+        persistent_breakdown=dict(tail.sections),
+        scratch_bytes=max((b.bytes for b in buffers if b.tensor == -1), default=0),
+        buffers=buffers,
+        unknown_ops=sorted(set(unknown)),
+    )
+
+
+def linux_activation_bytes(model: bytes | Path) -> int:
+    """Activation memory a LiteRT (desktop/Linux) arena roughly needs.
+
+    Assumption: LiteRT's ArenaPlanner keeps the same tensor lifetimes and also places tensors greedily
+    by size, but aligns each tensor to 64 bytes and has no TFLM-style persistent tail (its op data and
+    tensor structs live on the heap, outside the arena). Kernel scratch (im2col, XNNPACK packing) is not
+    counted; XNNPACK repacks weights on the heap, which is why the caller adds the model size.
+    """
+    m = _parse(_read(model))
+    entries = _lifetimes(m)
+    sizes = [_align_up(e[2], LITERT_TENSOR_ALIGNMENT) for e in entries if e[1] >= 0]
+    firsts = [e[3] for e in entries if e[1] >= 0]
+    lasts = [e[4] for e in entries if e[1] >= 0]
+    offsets = greedy_offsets(sizes, firsts, lasts)
+    return max((o + s for o, s in zip(offsets, sizes)), default=0)

@@ -1,0 +1,131 @@
+"""One small interpreter interface over LiteRT, tflite-runtime and TensorFlow Lite.
+
+The same inference code must run on a Raspberry Pi that has only `ai-edge-litert` (or the older
+`tflite-runtime`) and numpy, so nothing here imports TensorFlow unless it is the last backend left.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemnv2.errors import ModelError, RuntimeUnavailable
+
+# backend name -> module holding `Interpreter`, tried in this order for "auto"
+BACKENDS: dict[str, str] = {
+    "litert": "ai_edge_litert.interpreter",
+    "tflite_runtime": "tflite_runtime.interpreter",
+    "tensorflow": "tensorflow.lite",
+}
+TFLITE_MAGIC = b"TFL3"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float  # 0.0 when the tensor is not quantized
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+
+
+def _interpreter_class(backend: str) -> tuple[str, Any]:
+    names = list(BACKENDS) if backend == "auto" else [backend]
+    if backend != "auto" and backend not in BACKENDS:
+        raise RuntimeUnavailable(f"unknown runtime backend {backend!r}; choose auto, " + ", ".join(BACKENDS))
+    for name in names:
+        try:
+            module = importlib.import_module(BACKENDS[name])
+        except ImportError:
+            continue
+        return name, module.Interpreter
+    raise RuntimeUnavailable(
+        "no TFLite interpreter found: pip install ai-edge-litert (or tflite-runtime, or tensorflow)"
+        if backend == "auto" else f"runtime backend {backend!r} is not installed ({BACKENDS[backend]})")
+
+
+def check_tflite_file(path: Path) -> bytes:
+    """Read a .tflite file, raising ModelError with one line when it is missing or not a TFLite flatbuffer."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    content = path.read_bytes()
+    if len(content) < 8 or content[4:8] != TFLITE_MAGIC:
+        raise ModelError(f"{path} is not a TFLite model (no 'TFL3' flatbuffer identifier; file truncated or corrupted?)")
+    return content
+
+
+class TFLiteModel:
+    """A loaded TFLite model with one input and one output (classification), run one image at a time."""
+
+    def __init__(self, interpreter: Any, backend: str, path: Path):
+        self._interpreter = interpreter
+        self.backend = backend
+        self.path = path
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                             "edgemnv2 runs single-input single-output classifiers")
+        self.input = _tensor_info(inputs[0])
+        self.output = _tensor_info(outputs[0])
+        self._input_index = inputs[0]["index"]
+        self._output_index = outputs[0]["index"]
+
+    def quantize_input(self, float_images: np.ndarray) -> np.ndarray:
+        """Float images → the input tensor's dtype using its scale/zero point (a cast for float inputs)."""
+        info = self.input
+        if not info.quantized:
+            return np.asarray(float_images, dtype=info.dtype)
+        limits = np.iinfo(info.dtype)
+        q = np.round(np.asarray(float_images, dtype=np.float32) / info.scale) + info.zero_point
+        return np.clip(q, limits.min, limits.max).astype(info.dtype)
+
+    def dequantize_output(self, raw: np.ndarray) -> np.ndarray:
+        info = self.output
+        if not info.quantized:
+            return np.asarray(raw, dtype=np.float32)
+        return ((raw.astype(np.float32) - info.zero_point) * info.scale).astype(np.float32)
+
+    def invoke(self, raw_input: np.ndarray) -> np.ndarray:
+        """Run one batch-of-1 input already in the input dtype; returns a copy of the raw output."""
+        self._interpreter.set_tensor(self._input_index, raw_input)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output_index)
+
+    def predict(self, float_images: np.ndarray, progress: bool = False) -> np.ndarray:
+        """(N, H, W, 3) float images → (N, classes) float32 outputs, one invoke per image."""
+        from tqdm import tqdm
+
+        raw_inputs = self.quantize_input(float_images)
+        outputs = np.empty((len(raw_inputs), int(np.prod(self.output.shape[1:]))), dtype=self.output.dtype)
+        for i in tqdm(range(len(raw_inputs)), desc="tflite", unit="img", disable=not progress, leave=False):
+            outputs[i] = self.invoke(raw_inputs[i:i + 1]).reshape(-1)
+        return self.dequantize_output(outputs)
+
+
+def _tensor_info(detail: dict) -> TensorInfo:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorInfo(name=detail["name"], shape=tuple(int(d) for d in detail["shape"]),
+                      dtype=np.dtype(detail["dtype"]), scale=float(scale), zero_point=int(zero_point))
+
+
+def open_model(path: Path, backend: str = "auto", num_threads: int | None = None) -> TFLiteModel:
+    """Load a .tflite file with the first available backend; ModelError (one line) if it is not a valid model."""
+    path = Path(path)
+    content = check_tflite_file(path)
+    name, interpreter_cls = _interpreter_class(backend)
+    try:
+        interpreter = interpreter_cls(model_content=content, num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path} cannot be loaded by {name}: {first}") from exc
+    return TFLiteModel(interpreter, name, path)

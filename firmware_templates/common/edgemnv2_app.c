@@ -1,0 +1,229 @@
+/* Board side of the edgemnv2 protocol: the rules of docs/protocol.md section 3. See edgemnv2_app.h. */
+#include "edgemnv2_app.h"
+
+#include <string.h>
+
+#define RESULT_HEADER_BYTES 31u
+
+static void send(emn_app *app, size_t n) {
+  if (n) app->ops->write(app->ops->ctx, app->cfg->tx, n);
+}
+
+static void send_error(emn_app *app, uint8_t code, uint32_t id, uint32_t detail, const char *message) {
+  emn_error e;
+  e.code = code;
+  e.boot_nonce = app->boot_nonce;
+  e.id = id;
+  e.detail = detail;
+  e.message = emn_cstr(message);
+  send(app, emn_encode_error(&e, app->cfg->tx, app->cfg->tx_cap));
+}
+
+static void send_info(emn_app *app) {
+  const emn_app_config *c = app->cfg;
+  emn_info m;
+  m.version = (uint8_t)EMN_PROTOCOL_VERSION;
+  m.flags = 0;
+  m.input_slots = 1;
+  m.window = c->window;
+  m.max_payload = c->max_payload;
+  m.boot_nonce = app->boot_nonce;
+  m.cpu_hz = c->cpu_hz;
+  m.arena_bytes = c->arena_bytes;
+  memcpy(m.model_sha256, c->model_sha256, EMN_HASH_BYTES);
+  m.board_name = emn_cstr(c->board_name);
+  m.runtime = emn_cstr(c->runtime);
+  m.input = c->input;
+  m.output = c->output;
+  send(app, emn_encode_info(&m, c->tx, c->tx_cap));
+}
+
+static void send_ack(emn_app *app, uint32_t id, uint32_t next_offset) {
+  emn_ack a;
+  a.id = id;
+  a.next_offset = next_offset;
+  send(app, emn_encode_ack(&a, app->cfg->tx, app->cfg->tx_cap));
+}
+
+/* HELLO and RESET start a new session: uploads and kept results are dropped. */
+static void new_session(emn_app *app) {
+  app->uploading = 0;
+  app->have_result = 0;
+  app->result_len = 0;
+}
+
+int emn_app_start(emn_app *app, const emn_app_config *cfg, const emn_app_ops *ops, uint32_t boot_nonce) {
+  size_t input_bytes = emn_tensor_bytes(&cfg->input), output_bytes = emn_tensor_bytes(&cfg->output);
+  memset(app, 0, sizeof *app);
+  if (input_bytes == 0u || output_bytes == 0u || cfg->max_payload == 0u || cfg->window == 0u ||
+      cfg->rx_frame_cap < EMN_APP_RX_BYTES(cfg->max_payload) || cfg->tx_cap < EMN_APP_TX_BYTES ||
+      cfg->result_cap < EMN_APP_RESULT_BYTES(output_bytes))
+    return EMN_ERR_MALFORMED;
+  app->cfg = cfg;
+  app->ops = ops;
+  app->boot_nonce = boot_nonce;
+  app->input_bytes = input_bytes;
+  app->output_bytes = output_bytes;
+  /* the receive buffer holds one encoded frame, delimiters excluded */
+  emn_decoder_init(&app->decoder, cfg->rx_frame, cfg->rx_frame_cap);
+  new_session(app);
+  send_info(app);
+  return EMN_OK;
+}
+
+static void run_model(emn_app *app, uint32_t id) {
+  const uint8_t *output = NULL;
+  const char *error = "invoke failed";
+  uint64_t c0, t0, c1, t1;
+  emn_writer w;
+  int status;
+  c0 = app->ops->cycles(app->ops->ctx);
+  t0 = app->ops->micros(app->ops->ctx);
+  status = app->ops->invoke(app->ops->ctx, &output, &error);
+  c1 = app->ops->cycles(app->ops->ctx);
+  t1 = app->ops->micros(app->ops->ctx);
+  if (status != 0 || output == NULL) {
+    app->have_result = 0;
+    send_error(app, EMN_E_RUNTIME, id, 0, error ? error : "invoke failed");
+    return;
+  }
+  app->inferences++;
+  emn_writer_begin(&w, app->cfg->result_frame, app->cfg->result_cap, EMN_RESULT);
+  emn_writer_u32(&w, id);
+  emn_writer_u32(&w, app->boot_nonce);
+  emn_writer_u32(&w, app->upload_crc);
+  emn_writer_u64(&w, c1 - c0);
+  emn_writer_u64(&w, t1 - t0);
+  emn_writer_u8(&w, EMN_RESULT_RAW);
+  emn_writer_u16(&w, 0); /* no per-layer times in this firmware */
+  emn_writer_bytes(&w, output, app->output_bytes);
+  app->result_len = emn_writer_end(&w);
+  app->result_id = id;
+  app->have_result = app->result_len != 0u;
+  if (app->have_result) app->ops->write(app->ops->ctx, app->cfg->result_frame, app->result_len);
+}
+
+/* The INPUT rules of docs/protocol.md ("Board rules for INPUT"). */
+static void on_input(emn_app *app, const emn_input *in) {
+  uint8_t *tensor;
+  if (in->total != app->input_bytes) {
+    send_error(app, EMN_E_WRONG_SIZE, in->id, (uint32_t)app->input_bytes, "total is not the input tensor size");
+    return;
+  }
+  if (in->data_len > app->cfg->max_payload) {
+    send_error(app, EMN_E_TOO_LARGE, in->id, app->cfg->max_payload, "chunk longer than max_payload");
+    return;
+  }
+  if (app->have_result && in->id == app->result_id && !(app->uploading && app->upload_id == in->id)) {
+    send_ack(app, in->id, in->total); /* already answered in this session */
+    return;
+  }
+  if (!(app->uploading && app->upload_id == in->id)) {
+    if (in->offset != 0u) {
+      send_error(app, EMN_E_SEQUENCE, in->id, 0, "a new input starts at offset 0");
+      return;
+    }
+    /* one slot, always free here: the previous input was answered before this byte was read */
+    app->uploading = 1;
+    app->upload_id = in->id;
+    app->upload_next = 0;
+    app->upload_crc = 0;
+  }
+  if (in->offset < app->upload_next) {
+    send_ack(app, in->id, app->upload_next); /* a retransmission */
+    return;
+  }
+  if (in->offset > app->upload_next) {
+    send_error(app, EMN_E_SEQUENCE, in->id, app->upload_next, "a chunk was lost");
+    return;
+  }
+  if (in->data_len > app->input_bytes - app->upload_next) {
+    send_error(app, EMN_E_WRONG_SIZE, in->id, (uint32_t)app->input_bytes, "chunk runs past the input tensor");
+    return;
+  }
+  tensor = app->ops->input_buffer(app->ops->ctx);
+  memcpy(tensor + app->upload_next, in->data, in->data_len);
+  app->upload_crc = emn_crc32_update(app->upload_crc, in->data, in->data_len);
+  app->upload_next += (uint32_t)in->data_len;
+  send_ack(app, in->id, app->upload_next);
+  if (app->upload_next == app->input_bytes) {
+    app->uploading = 0;
+    app->have_result = 0; /* the kept RESULT frame is about to be overwritten */
+    run_model(app, in->id);
+  }
+}
+
+static void on_frame(emn_app *app, const emn_frame *f) {
+  app->frames_ok++;
+  switch (f->type) {
+    case EMN_HELLO: {
+      emn_hello h;
+      static const uint8_t any[EMN_HASH_BYTES] = {0};
+      if (emn_unpack_hello(f, &h) != EMN_OK) break;
+      new_session(app);
+      send_info(app);
+      if (memcmp(h.model_sha256, any, EMN_HASH_BYTES) != 0 &&
+          memcmp(h.model_sha256, app->cfg->model_sha256, EMN_HASH_BYTES) != 0)
+        send_error(app, EMN_E_MODEL_MISMATCH, 0, 0, "model hash differs");
+      return;
+    }
+    case EMN_PING: {
+      emn_ping p;
+      emn_pong r;
+      if (emn_unpack_ping(f, &p) != EMN_OK) break;
+      r.token = p.token;
+      r.boot_nonce = app->boot_nonce;
+      send(app, emn_encode_pong(&r, app->cfg->tx, app->cfg->tx_cap));
+      return;
+    }
+    case EMN_RESET: {
+      uint32_t nonce;
+      if (emn_unpack_reset(f) != EMN_OK) break;
+      nonce = app->ops->entropy(app->ops->ctx);
+      app->boot_nonce = nonce != app->boot_nonce ? nonce : nonce + 1u;
+      emn_decoder_reset(&app->decoder);
+      new_session(app);
+      send_info(app);
+      return;
+    }
+    case EMN_INPUT: {
+      emn_input in;
+      if (emn_unpack_input(f, &in) != EMN_OK) break;
+      on_input(app, &in);
+      return;
+    }
+    case EMN_GET_RESULT: {
+      emn_get_result g;
+      if (emn_unpack_get_result(f, &g) != EMN_OK) break;
+      if (app->have_result && g.id == app->result_id)
+        app->ops->write(app->ops->ctx, app->cfg->result_frame, app->result_len);
+      else
+        send_error(app, EMN_E_UNKNOWN_ID, g.id, 0, "no result for this id");
+      return;
+    }
+    default:
+      send_error(app, EMN_E_UNSUPPORTED, 0, f->type, "unknown message type");
+      return;
+  }
+  send_error(app, EMN_E_MALFORMED, 0, f->type, "payload does not parse");
+}
+
+void emn_app_feed(emn_app *app, const uint8_t *data, size_t n) {
+  size_t i;
+  for (i = 0; i < n; ++i) {
+    emn_frame f;
+    emn_event ev = emn_decoder_push(&app->decoder, data[i], &f);
+    switch (ev) {
+      case EMN_NONE: break;
+      case EMN_FRAME: on_frame(app, &f); break;
+      case EMN_FAULT_VERSION:
+        app->frames_bad++;
+        send_error(app, EMN_E_UNSUPPORTED, 0, app->decoder.fault_detail, "unsupported protocol version");
+        break;
+      default: /* cobs, short, crc, oversize: the board cannot know whose frame it was */
+        app->frames_bad++;
+        send_error(app, EMN_E_BAD_CRC, 0, 0, "");
+        break;
+    }
+  }
+}

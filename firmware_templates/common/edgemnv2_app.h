@@ -1,0 +1,83 @@
+/* The board side of the edgemnv2 protocol (docs/protocol.md section 3), independent of any hardware.
+ *
+ * A board's main() wires its UART, cycle counter and model runner into emn_app_ops, gives static
+ * buffers in emn_app_config, calls emn_app_start() once and then emn_app_feed() with whatever bytes
+ * the UART delivered. The app answers HELLO/PING/RESET/GET_RESULT, reassembles INPUT chunks straight
+ * into the model's input tensor, runs the model when an input is complete and sends the RESULT.
+ *
+ * One input slot: a single-threaded microcontroller cannot acknowledge while it computes, so the host
+ * uploads the next image after the RESULT (input_slots = 1 in INFO). No malloc; C99. */
+#ifndef EDGEMNV2_APP_H_
+#define EDGEMNV2_APP_H_
+
+#include "edgemnv2_protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EMN_APP_TX_BYTES 320u /* INFO, ACK, PONG, ERROR: INFO is the largest (< 300 bytes, rank <= 8) */
+/* Frame buffer the decoder needs for INPUT chunks of max_payload bytes (encoded, no delimiters). */
+#define EMN_APP_RX_BYTES(max_payload) (EMN_FRAME_MAX_BYTES(EMN_INPUT_HEADER_BYTES + (max_payload)))
+/* RESULT frame kept for GET_RESULT: header (31 bytes) + raw output tensor. */
+#define EMN_APP_RESULT_BYTES(output_bytes) (EMN_FRAME_MAX_BYTES(31u + (output_bytes)))
+
+typedef struct {
+  void *ctx;
+  /* Send bytes; returns when they are queued or sent. */
+  void (*write)(void *ctx, const uint8_t *data, size_t n);
+  /* The model's input tensor (input.total bytes); INPUT data is copied here. */
+  uint8_t *(*input_buffer)(void *ctx);
+  /* Run the model on the input tensor; 0 and *output on success, else non-zero and *error. */
+  int (*invoke)(void *ctx, const uint8_t **output, const char **error);
+  uint64_t (*cycles)(void *ctx); /* 64-bit, monotonic */
+  uint64_t (*micros)(void *ctx);
+  uint32_t (*entropy)(void *ctx); /* for the boot nonce after a RESET */
+} emn_app_ops;
+
+typedef struct {
+  const char *board_name;
+  const char *runtime;
+  uint32_t cpu_hz;
+  uint32_t arena_bytes;
+  uint32_t max_payload;
+  uint8_t window;
+  const uint8_t *model_sha256; /* 32 bytes */
+  emn_tensor_desc input, output;
+  uint8_t *rx_frame;           /* EMN_APP_RX_BYTES(max_payload) bytes */
+  size_t rx_frame_cap;
+  uint8_t *tx;                 /* EMN_APP_TX_BYTES bytes */
+  size_t tx_cap;
+  uint8_t *result_frame;       /* EMN_APP_RESULT_BYTES(output bytes) */
+  size_t result_cap;
+} emn_app_config;
+
+typedef struct {
+  const emn_app_config *cfg;
+  const emn_app_ops *ops;
+  emn_decoder decoder;
+  uint32_t boot_nonce;
+  size_t input_bytes, output_bytes;
+  /* upload in progress */
+  uint8_t uploading;
+  uint32_t upload_id, upload_next;
+  uint32_t upload_crc;
+  /* last answered input, its RESULT frame kept in cfg->result_frame */
+  uint8_t have_result;
+  uint32_t result_id;
+  size_t result_len;
+  /* counters, for a debugger or a status LED */
+  uint32_t frames_ok, frames_bad, inferences;
+} emn_app;
+
+/* Checks the buffers, resets the protocol state and sends the boot INFO. Returns EMN_OK, or
+ * EMN_ERR_MALFORMED when a buffer is too small for the configuration (nothing is sent then). */
+int emn_app_start(emn_app *app, const emn_app_config *cfg, const emn_app_ops *ops, uint32_t boot_nonce);
+/* Process received bytes: may send ACK/INFO/PONG/ERROR, run the model and send a RESULT. */
+void emn_app_feed(emn_app *app, const uint8_t *data, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGEMNV2_APP_H_ */

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Turn tests/vectors/protocol_vectors.json into a C header for test_protocol.c.
+
+Why generate: the C and Python implementations must be checked against the SAME bytes; a
+hand-copied header would drift from the JSON the Python tests read. Stdlib only, so the Makefile
+can run it anywhere Python 3 is.
+
+usage: gen_vectors.py VECTORS.json OUT.h
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+DTYPES = {"int8": "EMN_DTYPE_INT8", "uint8": "EMN_DTYPE_UINT8", "int16": "EMN_DTYPE_INT16",
+          "int32": "EMN_DTYPE_INT32", "float32": "EMN_DTYPE_FLOAT32"}
+FAULTS = {"cobs": "EMN_FAULT_COBS", "short": "EMN_FAULT_SHORT", "crc": "EMN_FAULT_CRC",
+          "version": "EMN_FAULT_VERSION", "oversize": "EMN_FAULT_OVERSIZE"}
+MESSAGE_TYPES = {"Hello": "EMN_HELLO", "Ping": "EMN_PING", "Reset": "EMN_RESET", "Input": "EMN_INPUT",
+                 "GetResult": "EMN_GET_RESULT", "Info": "EMN_INFO", "Ack": "EMN_ACK", "Result": "EMN_RESULT",
+                 "Error": "EMN_ERROR", "Pong": "EMN_PONG"}
+
+
+def c_bytes(data: bytes) -> str:
+    """A C array initializer; a single 0 for empty data (C99 forbids empty initializers)."""
+    if not data:
+        return "{0}"
+    return "{" + ",".join(f"0x{b:02x}" for b in data) + "}"
+
+
+def c_string(data: bytes) -> str:
+    """A C string literal with every byte as a 3-digit octal escape (hex escapes are greedy)."""
+    return '"' + "".join(f"\\{b:03o}" for b in data) + '"'
+
+
+def c_float(value: float) -> str:
+    """Exact float: the vectors' scales are binary32 values, printed with enough digits to round-trip."""
+    as_f32 = struct.unpack("<f", struct.pack("<f", value))[0]
+    return f"{as_f32!r}f"
+
+
+def emit_tensor(t: dict) -> str:
+    dims = ",".join(f"{d}u" for d in t["shape"]) or "0"
+    return (f"{{{DTYPES[t['dtype']]}, {len(t['shape'])}, {{{dims}}}, {c_float(t['scale'])}, "
+            f"{t['zero_point']}}}")
+
+
+def emit_fields(index: int, vec: dict, out: list[str]) -> str:
+    """Writes the expected-fields struct of one message vector; returns its C expression (pointer)."""
+    kind, f, name = vec["message"], vec["fields"], f"vf_{index}"
+    if kind == "Hello":
+        out.append(f"static const emn_hello {name} = {{{f['version']}, {c_bytes(bytes.fromhex(f['model_sha256']))}}};")
+    elif kind == "Ping":
+        out.append(f"static const emn_ping {name} = {{{f['token']}u}};")
+    elif kind == "Reset":
+        return "NULL"
+    elif kind == "Input":
+        data = bytes.fromhex(f["data"])
+        out.append(f"static const uint8_t {name}_data[] = {c_bytes(data)};")
+        out.append(f"static const emn_input {name} = {{{f['id']}u, {f['offset']}u, {f['total']}u, "
+                   f"{name}_data, {len(data)}u}};")
+    elif kind == "GetResult":
+        out.append(f"static const emn_get_result {name} = {{{f['id']}u}};")
+    elif kind == "Info":
+        board, runtime = f["board_name"].encode(), f["runtime"].encode()
+        out.append(
+            f"static const emn_info {name} = {{{f['version']}, {f['flags']}, {f['input_slots']}, {f['window']}, "
+            f"{f['max_payload']}u, {f['boot_nonce']}u, {f['cpu_hz']}u, {f['arena_bytes']}u, "
+            f"{c_bytes(bytes.fromhex(f['model_sha256']))}, {{{c_string(board)}, {len(board)}}}, "
+            f"{{{c_string(runtime)}, {len(runtime)}}}, {emit_tensor(f['input'])}, {emit_tensor(f['output'])}}};")
+    elif kind == "Ack":
+        out.append(f"static const emn_ack {name} = {{{f['id']}u, {f['next_offset']}u}};")
+    elif kind == "Result":
+        layers = f["layer_us"]
+        output = bytes.fromhex(f["output"])
+        topk = f["topk"]
+        out.append(f"static uint32_t {name}_layers[] = {{{','.join(f'{v}u' for v in layers) or '0'}}};")
+        out.append(f"static const uint8_t {name}_output[] = {c_bytes(output)};")
+        entries = ",".join(f"{{{i}u, {v}}}" for i, v in (topk or [])) or "{0u, 0}"
+        out.append(f"static emn_topk_entry {name}_topk[] = {{{entries}}};")
+        out.append(
+            f"static const emn_result {name} = {{{f['id']}u, {f['boot_nonce']}u, {f['input_crc32']}u, "
+            f"{f['cycles']}ull, {f['micros']}ull, {'EMN_RESULT_TOPK' if topk is not None else 'EMN_RESULT_RAW'}, "
+            f"{len(layers)}, {name}_layers, {len(layers)}, {name}_output, {len(output)}u, "
+            f"{len(topk or [])}, {name}_topk, {len(topk or [])}}};")
+    elif kind == "Error":
+        message = f["message"].encode()
+        out.append(f"static const emn_error {name} = {{{f['code']}, {f['boot_nonce']}u, {f['id']}u, "
+                   f"{f['detail']}u, {{{c_string(message)}, {len(message)}}}}};")
+    elif kind == "Pong":
+        out.append(f"static const emn_pong {name} = {{{f['token']}u, {f['boot_nonce']}u}};")
+    else:
+        raise SystemExit(f"gen_vectors: unknown message kind {kind!r} in vector {vec['name']!r}")
+    return f"&{name}"
+
+
+def generate(vectors: dict) -> str:
+    out = ["/* Generated by firmware_templates/common/gen_vectors.py from tests/vectors/protocol_vectors.json. */",
+           "#ifndef EDGEMNV2_VECTORS_H_", "#define EDGEMNV2_VECTORS_H_", '#include "edgemnv2_protocol.h"',
+           "#include <stddef.h>", "", f"#define VEC_PROTOCOL_VERSION {vectors['protocol_version']}", ""]
+
+    out.append("typedef struct { const uint8_t *data; size_t len; uint32_t crc; } vec_crc;")
+    items = []
+    for i, v in enumerate(vectors["crc32"]):
+        data = bytes.fromhex(v["input_hex"])
+        out.append(f"static const uint8_t vcrc_{i}[] = {c_bytes(data)};")
+        items.append(f"{{vcrc_{i}, {len(data)}u, {v['crc32']}u}}")
+    out += [f"static const vec_crc VEC_CRC[] = {{{', '.join(items)}}};",
+            f"#define VEC_CRC_COUNT {len(items)}", ""]
+
+    out.append("typedef struct { const uint8_t *decoded; size_t decoded_len; const uint8_t *encoded; size_t encoded_len; } vec_cobs;")
+    items = []
+    for i, v in enumerate(vectors["cobs"]):
+        dec, enc = bytes.fromhex(v["decoded_hex"]), bytes.fromhex(v["encoded_hex"])
+        out.append(f"static const uint8_t vcobs_d{i}[] = {c_bytes(dec)};")
+        out.append(f"static const uint8_t vcobs_e{i}[] = {c_bytes(enc)};")
+        items.append(f"{{vcobs_d{i}, {len(dec)}u, vcobs_e{i}, {len(enc)}u}}")
+    out += [f"static const vec_cobs VEC_COBS[] = {{{', '.join(items)}}};", f"#define VEC_COBS_COUNT {len(items)}", ""]
+
+    out.append("typedef struct { const char *name; uint8_t type; uint8_t expected_type; const uint8_t *payload; size_t payload_len; "
+               "const uint8_t *frame; size_t frame_len; const void *fields; } vec_message;")
+    items = []
+    for i, v in enumerate(vectors["messages"]):
+        payload, frame = bytes.fromhex(v["payload_hex"]), bytes.fromhex(v["frame_hex"])
+        out.append(f"static const uint8_t vmsg_p{i}[] = {c_bytes(payload)};")
+        out.append(f"static const uint8_t vmsg_f{i}[] = {c_bytes(frame)};")
+        fields = emit_fields(i, v, out)
+        items.append(f'{{"{v["name"]}", {v["type"]}, {MESSAGE_TYPES[v["message"]]}, vmsg_p{i}, {len(payload)}u, '
+                     f"vmsg_f{i}, {len(frame)}u, {fields}}}")
+    out += [f"static const vec_message VEC_MESSAGES[] = {{{', '.join(items)}}};",
+            f"#define VEC_MESSAGE_COUNT {len(items)}", ""]
+
+    out.append("typedef struct { const char *name; const uint8_t *frame; size_t len; emn_event fault; } vec_invalid;")
+    items = []
+    for i, v in enumerate(vectors["invalid_frames"]):
+        frame = bytes.fromhex(v["frame_hex"])
+        out.append(f"static const uint8_t vinv_{i}[] = {c_bytes(frame)};")
+        items.append(f'{{"{v["name"]}", vinv_{i}, {len(frame)}u, {FAULTS[v["fault"]]}}}')
+    out += [f"static const vec_invalid VEC_INVALID[] = {{{', '.join(items)}}};",
+            f"#define VEC_INVALID_COUNT {len(items)}", ""]
+
+    out.append("typedef struct { emn_event event; uint8_t type; const uint8_t *payload; size_t payload_len; } vec_event;")
+    out.append("typedef struct { const char *name; const uint8_t *stream; size_t len; size_t max_frame; "
+               "const vec_event *events; size_t n_events; } vec_stream;")
+    items = []
+    for i, v in enumerate(vectors["streams"]):
+        stream = bytes.fromhex(v["stream_hex"])
+        out.append(f"static const uint8_t vstr_{i}[] = {c_bytes(stream)};")
+        events = []
+        for j, ev in enumerate(v["events"]):
+            if "frame" in ev:
+                payload = bytes.fromhex(ev["frame"]["payload_hex"])
+                out.append(f"static const uint8_t vstr_{i}_p{j}[] = {c_bytes(payload)};")
+                events.append(f"{{EMN_FRAME, {ev['frame']['type']}, vstr_{i}_p{j}, {len(payload)}u}}")
+            else:
+                events.append(f"{{{FAULTS[ev['fault']]}, 0, NULL, 0}}")
+        out.append(f"static const vec_event vstr_{i}_ev[] = {{{', '.join(events)}}};")
+        max_frame = v.get("max_frame", 0)  # 0: the test's own buffer size (the streams are short)
+        items.append(f'{{"{v["name"]}", vstr_{i}, {len(stream)}u, {max_frame}u, vstr_{i}_ev, {len(events)}u}}')
+    out += [f"static const vec_stream VEC_STREAMS[] = {{{', '.join(items)}}};",
+            f"#define VEC_STREAM_COUNT {len(items)}", "", "#endif", ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        return 2
+    source, target = Path(argv[1]), Path(argv[2])
+    try:
+        vectors = json.loads(source.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"gen_vectors: cannot read {source}: {exc}", file=sys.stderr)
+        return 1
+    target.write_text(generate(vectors))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

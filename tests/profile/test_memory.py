@@ -1,0 +1,117 @@
+"""TFLM arena plan (edgemnv2.profile.memory) against the tflite-micro wheel, and the planner on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgemnv2.errors import EdgeMNV2Error, ModelError
+from edgemnv2.profile.memory import BUFFER_ALIGNMENT, greedy_offsets, linux_activation_bytes, plan_arena
+from edgemnv2.profile.tflm_arena import TFLMRejected, measure_arena
+
+
+def _error_percent(model: Path) -> float:
+    plan = plan_arena(model)
+    measured = measure_arena(model)
+    return 100.0 * abs(plan.peak_bytes - measured.total_bytes) / measured.total_bytes
+
+
+def test_coral_mnv2_224_matches_tflm_arena(coral_v2_tflite: Path) -> None:
+    assert _error_percent(coral_v2_tflite) <= 1.0
+
+
+def test_converted_int8_96_matches_tflm_arena(int8_mnv2_96: Path) -> None:
+    assert _error_percent(int8_mnv2_96) <= 1.0
+
+
+def test_head_and_tail_match_separately(int8_mnv2_96: Path) -> None:
+    """Not two errors cancelling: the planned activations and the persistent tail each match."""
+    plan = plan_arena(int8_mnv2_96)
+    measured = measure_arena(int8_mnv2_96)
+    assert plan.nonpersistent_bytes == measured.nonpersistent_bytes
+    assert abs(plan.persistent_bytes - measured.persistent_bytes) <= 0.01 * measured.persistent_bytes
+
+
+def test_plan_reads_bytes_or_path_and_has_one_timeline_entry_per_op(coral_v2_tflite: Path) -> None:
+    by_path = plan_arena(coral_v2_tflite)
+    by_bytes = plan_arena(coral_v2_tflite.read_bytes())
+    assert by_path == by_bytes
+    assert len(by_path.timeline) == len(by_path.op_names) == 68
+    assert by_path.op_names[0] == "QUANTIZE" and by_path.op_names[-1] == "QUANTIZE"
+    # first op: uint8 input 224x224x3 and its int8 copy are both alive
+    assert by_path.timeline[0] == 2 * 224 * 224 * 3
+    assert by_path.peak_live_bytes <= by_path.nonpersistent_bytes
+    assert by_path.peak_bytes == by_path.nonpersistent_bytes + by_path.persistent_bytes
+    assert sum(by_path.persistent_breakdown.values()) == by_path.persistent_bytes
+    assert by_path.unknown_ops == []
+
+
+def test_uint8_model_gives_one_line_error_not_a_crash(shared_dir: Path) -> None:
+    with pytest.raises(TFLMRejected) as info:
+        measure_arena(shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite")
+    message = str(info.value)
+    assert "\n" not in message and "uint8" in message and "Traceback" not in message
+    assert isinstance(info.value, EdgeMNV2Error)
+
+
+def test_tflm_abort_is_caught(int8_mnv2_035_128: Path) -> None:
+    """The random-weight 0.35/128 model makes TFLM call abort(); only the child process dies."""
+    with pytest.raises(TFLMRejected, match="aborted"):
+        measure_arena(int8_mnv2_035_128)
+
+
+def test_not_tflite_is_a_model_error(tmp_path: Path) -> None:
+    junk = tmp_path / "notes.tflite"
+    junk.write_text("not a model at all")
+    with pytest.raises(ModelError, match="not a TFLite model"):
+        plan_arena(junk)
+    with pytest.raises(ModelError, match="not a TFLite model"):
+        measure_arena(junk)
+    with pytest.raises(ModelError, match="does not exist"):
+        measure_arena(tmp_path / "missing.tflite")
+
+
+def test_unknown_ops_are_flagged_not_fatal(shared_dir: Path) -> None:
+    plan = plan_arena(shared_dir / "models" / "mobilenet_v1_0.25_128_quant_edgetpu.tflite")
+    assert plan.unknown_ops == ["CUSTOM:edgetpu-custom-op"]
+    assert plan.peak_bytes > 0
+
+
+def test_linux_activation_bytes_bounds(coral_v2_tflite: Path) -> None:
+    plan = plan_arena(coral_v2_tflite)
+    linux = linux_activation_bytes(coral_v2_tflite)
+    assert plan.peak_live_bytes <= linux <= sum(b.bytes for b in plan.buffers) + 64 * len(plan.buffers)
+    assert linux % 64 == 0
+
+
+def test_greedy_places_largest_first_and_reuses_dead_space() -> None:
+    # a: 0..1, b: 1..2, c: 2..3 (sizes 100, 50, 80): a at 0; c does not meet a, so 0; b meets both -> after a (100)
+    offsets = greedy_offsets([100, 50, 80], [0, 1, 2], [1, 2, 3])
+    assert offsets == [0, 100, 0]
+
+
+def test_greedy_equal_sizes_follow_tflm_tie_order() -> None:
+    # TFLM fills its sort list from the tail, so among equal sizes the LAST added buffer is placed first.
+    assert greedy_offsets([32, 32], [0, 0], [1, 1]) == [32, 0]
+
+
+def test_greedy_keeps_offline_offsets() -> None:
+    assert greedy_offsets([64, 64], [0, 0], [1, 1], offline=[128, -1]) == [128, 0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 64), st.integers(0, 10), st.integers(0, 5)), min_size=1, max_size=25))
+def test_greedy_never_overlaps_live_buffers(specs: list[tuple[int, int, int]]) -> None:
+    sizes = [s * BUFFER_ALIGNMENT for s, _, _ in specs]
+    firsts = [f for _, f, _ in specs]
+    lasts = [f + d for _, f, d in specs]
+    offsets = greedy_offsets(sizes, firsts, lasts)
+    for i in range(len(sizes)):
+        for j in range(i + 1, len(sizes)):
+            if firsts[i] <= lasts[j] and firsts[j] <= lasts[i]:
+                assert offsets[i] + sizes[i] <= offsets[j] or offsets[j] + sizes[j] <= offsets[i]
+    peak_live = max(sum(s for s, f, l in zip(sizes, firsts, lasts) if f <= t <= l) for t in range(16))
+    assert max(o + s for o, s in zip(offsets, sizes)) >= peak_live
