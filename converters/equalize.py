@@ -125,11 +125,13 @@ def zero_dead_channels(pairs: list[tuple[Unit, Unit]]) -> int:
 
 
 def equalize(model: Any, images: np.ndarray, mode: str = "weights", iterations: int = 4,
-             margin: float = 1.0) -> tuple[Any, EqualizeReport]:
+             margin: float = 1.5, max_growth: float = 4.0) -> tuple[Any, EqualizeReport]:
     """A float-equivalent copy of `model` (batch norm folded) with equalized channel scales.
 
-    `margin` > 1 keeps a grown channel's calibrated maximum at clip / margin, a safety band for images
-    brighter than the calibration set (1.0: exact on the calibration images).
+    `margin` > 1 is a safety band for images that drive a channel higher than the calibration set did:
+    a channel whose calibrated maximum exceeds clip / margin is treated as clipping (kept), and a grown
+    channel stops at clip / margin (1.0: exact on the calibration images only) and at `max_growth`
+    times its original scale.
     """
     if mode not in MODES:
         raise ValueError(f"equalization mode must be one of {MODES}, got {mode!r}")
@@ -156,10 +158,12 @@ def equalize(model: Any, images: np.ndarray, mode: str = "weights", iterations: 
                 peak = maxima.get(a.name)
                 if peak is None:
                     continue  # no statistics for this unit: leave it exact
-                clips = peak >= a.clip
-                with np.errstate(divide="ignore"):
-                    ceiling = np.where(peak > 0, a.clip / (margin * np.maximum(peak, 1e-30)), np.inf)
-                scale = np.where(clips, 1.0, np.minimum(scale, ceiling))
+                # kept: channels that reach the clip (or the safety band below it), and channels never
+                # positive on the calibration images (no measurement says how far they go elsewhere)
+                clips = (peak * margin >= a.clip) | (peak <= 0)
+                ceiling = a.clip / (margin * np.maximum(peak, 1e-30))
+                # a rarely active channel's calibrated maximum says little about unseen images: cap growth
+                scale = np.where(clips, 1.0, np.minimum(scale, np.minimum(ceiling, max_growth / total[a.name])))
             scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
             _scale_pair(a, b, scale)
             if a.name in maxima:

@@ -100,6 +100,10 @@ class TFLiteModel:
         self._interpreter.invoke()
         return self._interpreter.get_tensor(self._output_index)
 
+    def warm_up(self) -> None:
+        """One throw-away invoke: XNNPACK packs weights on the first call, which would skew timings."""
+        self.invoke(np.zeros(self.input.shape, dtype=self.input.dtype))
+
     def predict(self, float_images: np.ndarray, progress: bool = False) -> np.ndarray:
         """(N, H, W, 3) float images → (N, classes) float32 outputs, one invoke per image."""
         from tqdm import tqdm

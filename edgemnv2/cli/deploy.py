@@ -124,6 +124,8 @@ def _agent_files() -> tuple[tuple[Path, str], ...]:
 @click.option("--install/--no-install", default=True, show_default=True,
               help="Install the TFLite runtime when it does not import (it is checked first either way).")
 @click.option("--systemd", is_flag=True, help="Install and start a systemd unit running the agent (needs sudo -n).")
+@click.option("--serial-port", default="/dev/ttyGS0", show_default=True,
+              help="Serial device the agent serves when run by the systemd unit.")
 @click.option("--min-free", "min_free_mb", type=click.FloatRange(0), default=20.0, show_default=True,
               help="MiB that must stay free on the board after copying.")
 @click.option("--runs", "smoke_runs", type=click.IntRange(1), default=1, show_default=True,
@@ -134,7 +136,8 @@ def _agent_files() -> tuple[tuple[Path, str], ...]:
 @click.option("--dry-run", is_flag=True, help="Print every command instead of running it.")
 @json_option
 def deploy_cmd(target: str, host_text: str, model: Path, labels: Path | None, port: int, identity: Path | None,
-               known_hosts: Path | None, dest: str, python: str, install: bool, systemd: bool, min_free_mb: float,
+               known_hosts: Path | None, dest: str, python: str, install: bool, systemd: bool, serial_port: str,
+               min_free_mb: float,
                smoke_runs: int, transport: str, connect_timeout: int, dry_run: bool, as_json: bool) -> None:
     """Copy MODEL, labels and the linux agent to a board, install the runtime, run one inference there.
 
@@ -145,7 +148,7 @@ def deploy_cmd(target: str, host_text: str, model: Path, labels: Path | None, po
     config = remote.DeployConfig(
         target=target, host=remote.Host.parse(host_text), model=model, labels=labels, dest=dest, port=port,
         identity=identity, known_hosts=known_hosts, python=python, install=install, systemd=systemd,
-        min_free_mb=min_free_mb, smoke_runs=smoke_runs, transport=transport, connect_timeout=connect_timeout,
+        serial_port=serial_port, min_free_mb=min_free_mb, smoke_runs=smoke_runs, transport=transport, connect_timeout=connect_timeout,
         agent_files=_agent_files())
     echo = (lambda line: click.echo(line, err=True)) if (as_json or not dry_run) else click.echo
     result = remote.deploy(config, dry_run=dry_run, echo=echo)
@@ -156,5 +159,9 @@ def deploy_cmd(target: str, host_text: str, model: Path, labels: Path | None, po
         return
     click.echo(f"Deployed {len(result.files)} files to {result.host}:{result.dest} via {result.transport}; "
                f"runtime {result.runtime}" + (f"; systemd unit {remote.UNIT_NAME} enabled" if systemd else ""))
+    smoke = result.smoke or {}
+    spread = smoke.get("latency_us") if isinstance(smoke.get("latency_us"), dict) else {}
+    extra = ", ".join(f"{k} {v / 1000:.2f} ms" for k, v in spread.items() if k != "mean" and isinstance(v, (int, float)))
     latency = f"{result.latency_ms:.2f} ms" if result.latency_ms is not None else "latency not reported"
-    click.echo(f"Smoke inference on the board: {latency}  {result.smoke}")
+    click.echo(f"Smoke inference on the board ({smoke.get('runtime', '?')}, {smoke.get('smoke', smoke_runs)} runs): "
+               f"mean {latency}" + (f" ({extra})" if extra else ""))

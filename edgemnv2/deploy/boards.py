@@ -31,6 +31,8 @@ class Board:
     cycle_counter: str
     source: str
     psram_bytes: int = 0
+    max_payload: int = 1024
+    window: int = 2
     fqbn: str | None = None
     idf_target: str | None = None
     pico_board: str | None = None

@@ -487,20 +487,8 @@ def check_model(path: Path, rules: EdgeTpuRules | None = None) -> EdgeTpuReport:
     if any(op.kind == EDGETPU_CUSTOM_OP for op in graph.ops):
         return _compiled_report(Path(path), graph, rules)
 
-    placements: list[Placement] = []
-    first: Placement | None = None
-    for op in graph.ops:
-        if first is not None:
-            placements.append(Placement(op.index, op.kind, "cpu", "after the first CPU op (the compiler "
-                                        "partitions the model once)"))
-            continue
-        reason, rule = _first_violation(op, graph, rules)
-        if reason is None:
-            placements.append(Placement(op.index, op.kind, "tpu"))
-        else:
-            first = Placement(op.index, op.kind, "cpu", reason, rule)
-            placements.append(first)
-
+    placements = place_ops(graph, rules)
+    first = next((p for p in placements if p.device == "cpu"), None)
     tpu_indices = {p.index for p in placements if p.device == "tpu"}
     parameter_tensors = {i for op in graph.ops if op.index in tpu_indices for i in op.inputs
                          if i >= 0 and graph.tensors[i].data is not None}
@@ -520,6 +508,24 @@ def check_model(path: Path, rules: EdgeTpuRules | None = None) -> EdgeTpuReport:
                          first_cpu_reason=first.reason if first else None, parameter_bytes=parameter_bytes,
                          cache_bytes=rules.cache_bytes, fits_cache=fits, verdict=verdict, source="static check",
                          ops=tuple(placements), notes=tuple(notes))
+
+
+def place_ops(graph: Graph, rules: EdgeTpuRules) -> list[Placement]:
+    """The compiler's partitioning: TPU up to the first op breaking a rule; that op and all after it on the CPU."""
+    placements: list[Placement] = []
+    first: Placement | None = None
+    for op in graph.ops:
+        if first is not None:
+            placements.append(Placement(op.index, op.kind, "cpu", "after the first CPU op (the compiler "
+                                        "partitions the model once)"))
+            continue
+        reason, rule = _first_violation(op, graph, rules)
+        if reason is None:
+            placements.append(Placement(op.index, op.kind, "tpu"))
+        else:
+            first = Placement(op.index, op.kind, "cpu", reason, rule)
+            placements.append(first)
+    return placements
 
 
 def _first_violation(op: Op, graph: Graph, rules: EdgeTpuRules) -> tuple[str | None, str | None]:

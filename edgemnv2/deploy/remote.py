@@ -43,16 +43,16 @@ class Target:
 TARGETS: dict[str, Target] = {
     "rpi": Target(
         name="Raspberry Pi (Raspberry Pi OS, 64-bit)",
-        runtime_probe="import importlib.util as u, sys; "
-                      "sys.exit(0 if u.find_spec('ai_edge_litert') or u.find_spec('tflite_runtime') else 1)",
+        runtime_probe='import importlib.util as u, sys; '
+                      'sys.exit(0 if u.find_spec("ai_edge_litert") or u.find_spec("tflite_runtime") else 1)',
         install=(("{python}", "-m", "pip", "install", "--user", "ai-edge-litert"),),
         agent_args=(),
         prefers_mdt=False),
     "coral-devboard": Target(
         name="Coral Dev Board (Mendel Linux, Edge TPU)",
-        runtime_probe="import tflite_runtime.interpreter as t; t.load_delegate('libedgetpu.so.1')",
+        runtime_probe='import tflite_runtime.interpreter as t; t.load_delegate("libedgetpu.so.1")',
         install=(("sudo", "-n", "apt-get", "install", "-y", "libedgetpu1-std", "python3-tflite-runtime"),),
-        agent_args=("--edgetpu",),
+        agent_args=("--edgetpu", "on"),
         prefers_mdt=True),
 }
 
@@ -126,6 +126,7 @@ class DeployConfig:
     min_free_mb: float = 20.0    # kept free on the board on top of the copied files
     smoke_runs: int = 1
     transport: str = "auto"      # auto | ssh | mdt
+    serial_port: str = "/dev/ttyGS0"   # what the systemd-run agent serves (USB gadget serial)
     connect_timeout: int = 10
     agent_files: tuple[tuple[Path, str], ...] = ()   # (local file, name on the board)
 
@@ -214,8 +215,8 @@ def parse_df(output: str) -> int:
 def systemd_unit(config: DeployConfig, dest_abs: str) -> str:
     """A unit that keeps the agent running (serving the board's serial link) across reboots."""
     user = config.host.user or "root"
-    args = [config.python, f"{dest_abs}/{AGENT_SCRIPT}", "--model", f"{dest_abs}/{config.model.name}",
-            *TARGETS[config.target].agent_args]
+    args = [config.python, f"{dest_abs}/{AGENT_SCRIPT}", "--model", f"{dest_abs}/{Path(config.model).name}",
+            "--port", config.serial_port, *TARGETS[config.target].agent_args]
     return "\n".join([
         "[Unit]",
         f"Description=edgemnv2 linux agent for {config.model.name}",
@@ -262,7 +263,7 @@ def deploy(config: DeployConfig, dry_run: bool = False, echo: Echo = _stderr_ech
                          f"{[name for _, name in config.agent_files]}")
     if config.identity is not None and not Path(config.identity).is_file():
         raise InputError(f"--identity {config.identity}: no such key file")
-    if config.known_hosts is not None and not Path(config.known_hosts).is_file():
+    if config.known_hosts is not None and not Path(config.known_hosts).exists():
         raise InputError(f"--known-hosts {config.known_hosts}: no such file")
     use_mdt = _resolve_transport(config)
     if not use_mdt and shutil.which("ssh") is None:
@@ -291,8 +292,14 @@ def deploy(config: DeployConfig, dry_run: bool = False, echo: Echo = _stderr_ech
     if probe is not None and probe.returncode == 0:
         result.runtime = "already installed"
     elif not config.install:
-        result.runtime = "skipped (--no-install)" if dry_run else "missing (--no-install)"
+        if not dry_run:
+            raise DeployError(f"no TFLite runtime imports with {config.python} on {config.host} and --no-install "
+                              f"was given: install one (e.g. {shlex.join(target.install[0]).format(python=config.python)}) "
+                              "or drop --no-install")
+        result.runtime = "skipped (--no-install)"
     else:
+        if dry_run:
+            echo("# only when the check above fails:")
         for cmd in target.install:
             argv = [config.python if part == "{python}" else part for part in cmd]
             proc = run(conn.run_argv(argv), "install the TFLite runtime", check=False)

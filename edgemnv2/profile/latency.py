@@ -105,11 +105,16 @@ def _runs_on_tpu(layer: Layer) -> str | None:
     return None
 
 
-def estimate(graph: ModelGraph, costs: list[LayerCost], device: DeviceProfile) -> LatencyEstimate:
-    """Per-layer and total latency of `graph` on `device` (ms)."""
+def estimate(graph: ModelGraph, costs: list[LayerCost], device: DeviceProfile,
+             cpu_reasons: list[str | None] | None = None) -> LatencyEstimate:
+    """Per-layer and total latency of `graph` on `device` (ms).
+
+    `cpu_reasons` (Edge TPU targets): per op, why it runs on the CPU or None, as decided by the Edge TPU
+    op rules (`edgemnv2.deploy.edgetpu.place_ops`); without it, only 8-bit known op kinds go to the TPU.
+    """
     notes: list[str] = []
     if device.kind == "edgetpu":
-        return _estimate_edgetpu(graph, costs, device, notes)
+        return _estimate_edgetpu(graph, costs, device, notes, cpu_reasons)
     layers = [_cpu_layer(layer, cost, device) for layer, cost in zip(graph.layers, costs)]
     unknown = [l for l, t in zip(graph.layers, layers) if t.ms is None]
     if graph.edgetpu_compiled:
@@ -124,7 +129,7 @@ def estimate(graph: ModelGraph, costs: list[LayerCost], device: DeviceProfile) -
 
 
 def _estimate_edgetpu(graph: ModelGraph, costs: list[LayerCost], device: DeviceProfile,
-                      notes: list[str]) -> LatencyEstimate:
+                      notes: list[str], cpu_reasons: list[str | None] | None) -> LatencyEstimate:
     tpu = device.edgetpu
     assert tpu is not None
     link = tpu.host_link_mbps * 1e6
@@ -141,8 +146,11 @@ def _estimate_edgetpu(graph: ModelGraph, costs: list[LayerCost], device: DeviceP
     layers: list[LayerLatency] = []
     fallback: list[str] = []
     on_tpu = True
-    for layer, cost in zip(graph.layers, costs):
-        reason = _runs_on_tpu(layer) if on_tpu else "after the first unsupported op"
+    for i, (layer, cost) in enumerate(zip(graph.layers, costs)):
+        if cpu_reasons is not None:
+            reason = cpu_reasons[i]
+        else:
+            reason = _runs_on_tpu(layer) if on_tpu else "after the first unsupported op"
         if on_tpu and reason is not None:
             on_tpu = False
         if on_tpu:

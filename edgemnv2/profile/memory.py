@@ -40,12 +40,13 @@ _AFFINE_QUANTIZATION = (24, 8)     # TfLiteAffineQuantization {scale*, zero_poin
 _INT_ARRAY_ALIGN = 4               # TfLiteIntArray {size, data[]}
 _SUBGRAPH_ALLOCATIONS = (16, 8)    # SubgraphAllocations {node_and_registrations*, tensors*}
 _BUILTIN_DATA_ALLOCATOR = (16, 8)  # MicroBuiltinDataAllocator {vtable*, persistent_allocator*}
-_SCRATCH_HANDLE = (24, 8)          # internal::ScratchBufferHandle {data*, bytes, node_idx}
+_SCRATCH_HANDLE = (24, 8)          # internal::ScratchBufferHandle {data*, bytes, node_idx}; measured +24 per MEAN
 _POINTER = 8
-# RecordingSingleArenaBufferAllocator + GreedyMemoryPlanner + RecordingMicroAllocator, placed at the
-# very end of the arena before the model is looked at (RecordingMicroAllocator::Create). A constant of
-# the runtime build, not of the model: measured once as the tail of a one-op model minus every
-# model-dependent allocation above.
+# RecordingSingleArenaBufferAllocator + GreedyMemoryPlanner + RecordingMicroAllocator (and whatever else
+# the interpreter keeps in the arena before the model is read), placed at the very end of the arena by
+# RecordingMicroAllocator::Create. A constant of the runtime build, not of the model: measured as the tail
+# of one-op models minus every model-dependent allocation below (its size mod 16 fixes the padding after
+# the 4-byte-aligned op options, which the op-by-op check confirms for 1..68 ops).
 _RUNTIME_OBJECTS = 456
 
 # Element sizes of the TensorType enum (schema.fbs); TFLM sizes INT4 tensors at one byte per element.

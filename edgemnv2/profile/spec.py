@@ -185,7 +185,7 @@ def keras_graph(path: Path) -> ModelGraph:
     return _walk_keras(model, str(path))
 
 
-_FUSED = {"BatchNormalization", "ReLU", "Activation", "ZeroPadding2D", "Dropout", "InputLayer"}
+_FUSED = {"BatchNormalization", "ReLU", "Activation", "ZeroPadding2D", "Dropout"}
 
 
 def _walk_keras(model, source: str) -> ModelGraph:
@@ -205,6 +205,8 @@ def _walk_keras(model, source: str) -> ModelGraph:
     first_input = source_of(model.inputs[0])[0]
     for layer in model.layers:
         kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
         ins = layer.input if isinstance(layer.input, list) else [layer.input]
         out = layer.output
         x = [source_of(t) for t in ins]
@@ -212,7 +214,7 @@ def _walk_keras(model, source: str) -> ModelGraph:
             if kind == "Activation" and getattr(layer.activation, "__name__", "") == "softmax":
                 produced[id(out)] = b.add(layer.name, "softmax", "SOFTMAX", x, shape_of(out))
             else:
-                produced[id(out)] = (x[0][0], shape_of(out))  # same buffer after fusion
+                produced[id(out)] = x[0]  # fused into the producer: same tensor (padding folded too)
             continue
         out_shape = shape_of(out)
         if kind == "Conv2D":

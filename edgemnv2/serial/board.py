@@ -294,7 +294,10 @@ def load_interpreter(model_path: str | Path, backend: str = "auto", edgetpu: str
                               "pip install ai-edge-litert (or tflite-runtime)")
     delegates = []
     if edgetpu != "off":
+        import ctypes
+
         try:
+            ctypes.CDLL("libedgetpu.so.1")  # probe first: a failed load_delegate prints a traceback on exit
             delegates = [module.load_delegate("libedgetpu.so.1")]
         except (ValueError, OSError, AttributeError) as exc:
             if edgetpu == "on":

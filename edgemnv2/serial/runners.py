@@ -91,6 +91,7 @@ class TflmRunner(ModelRunner):
     def __init__(self, model: Path) -> None:
         self._stderr = tempfile.TemporaryFile()
         self._lock = threading.Lock()
+        self._reported = False
         self._proc = subprocess.Popen([sys.executable, "-m", "edgemnv2.serial.runners", str(model)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         try:
@@ -105,6 +106,14 @@ class TflmRunner(ModelRunner):
         self.arena_bytes = hello["arena_bytes"]
         self.cpu_hz = cpu_hz()
 
+    def _failed(self) -> InferenceFailed:
+        """The child is gone: say so once on stderr (the simulator keeps serving), fail this input."""
+        message = self._death()
+        if not self._reported:
+            self._reported = True
+            print(f"board-sim: {message}; every further input gets ERROR runtime", file=sys.stderr, flush=True)
+        return InferenceFailed(message)
+
     def _death(self) -> str:
         """Why the child is gone: its exit status and the last line it wrote on stderr."""
         code = self._proc.wait()
@@ -116,14 +125,12 @@ class TflmRunner(ModelRunner):
     def __call__(self, data: bytes) -> Inference:
         with self._lock:
             if self._proc.poll() is not None:
-                raise InferenceFailed(self._death())
+                raise self._failed()
             try:
                 _send_msg(self._proc.stdin, data)
                 reply = _recv_msg(self._proc.stdout)
             except (EOFError, BrokenPipeError):
-                message = self._death()
-                print(f"board-sim: {message}", file=sys.stderr, flush=True)
-                raise InferenceFailed(message) from None
+                raise self._failed() from None
         status, micros = struct.unpack_from("<BQ", reply)
         body = reply[9:]
         if status != 0:

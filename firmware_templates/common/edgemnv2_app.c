@@ -71,6 +71,18 @@ int emn_app_start(emn_app *app, const emn_app_config *cfg, const emn_app_ops *op
   return EMN_OK;
 }
 
+/* A board whose 64-bit count is extended from a 32-bit counter (DWT CYCCNT, Xtensa CCOUNT) misses wraps
+ * when nothing reads it for 2^32 cycles (9 s at 480 MHz), e.g. during a long inference. The microsecond
+ * timer tells how many wraps were missed; add them back. */
+static uint64_t cycles_elapsed(uint32_t cpu_hz, uint64_t cycles, uint64_t micros) {
+  const uint64_t wrap = (uint64_t)1 << 32;
+  uint64_t expected;
+  if (cpu_hz == 0u) return cycles;
+  expected = micros * (cpu_hz / 1000000u);
+  while (expected > cycles + wrap / 2u) cycles += wrap;
+  return cycles;
+}
+
 static void run_model(emn_app *app, uint32_t id) {
   const uint8_t *output = NULL;
   const char *error = "invoke failed";
@@ -92,7 +104,7 @@ static void run_model(emn_app *app, uint32_t id) {
   emn_writer_u32(&w, id);
   emn_writer_u32(&w, app->boot_nonce);
   emn_writer_u32(&w, app->upload_crc);
-  emn_writer_u64(&w, c1 - c0);
+  emn_writer_u64(&w, cycles_elapsed(app->cfg->cpu_hz, c1 - c0, t1 - t0));
   emn_writer_u64(&w, t1 - t0);
   emn_writer_u8(&w, EMN_RESULT_RAW);
   emn_writer_u16(&w, 0); /* no per-layer times in this firmware */

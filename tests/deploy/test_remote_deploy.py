@@ -105,8 +105,13 @@ def test_dry_run_prints_every_command_and_runs_none(coral_v2_tflite, tmp_path) -
     joined = "\n".join(commands)
     for expected in ("mkdir -p -- edgemnv2", "df -Pk -- edgemnv2", "scp -q -P 22", "load_delegate",
                      "apt-get install -y libedgetpu1-std", "systemctl enable --now edgemnv2-agent.service",
-                     "--edgetpu --smoke 1"):
+                     "--edgetpu on --smoke 1"):
         assert expected in joined
+    res = CliRunner().invoke(cli, ["deploy", "--target", "coral-devboard", "--transport", "ssh", "--host",
+                                   "mendel@board.invalid", "--model", str(coral_v2_tflite), "--systemd", "--dry-run",
+                                   "--json"])
+    unit = json.loads(res.stdout)["systemd_unit"]
+    assert "--port /dev/ttyGS0 --edgetpu on" in unit and "User=mendel" in unit
 
 
 def test_host_argument_cannot_smuggle_ssh_options() -> None:

@@ -27,6 +27,41 @@ def test_converted_int8_96_matches_tflm_arena(int8_mnv2_96: Path) -> None:
     assert _error_percent(int8_mnv2_96) <= 1.0
 
 
+@pytest.fixture(scope="module")
+def mixed_ops_int8(tmp_path_factory) -> Path:
+    """A tiny int8 CNN with ops MobileNetV2 lacks (pools, concat, hard-swish, logistic, mul); ~5 s to convert."""
+    import numpy as np
+    import tensorflow as tf
+    import keras
+    from keras import layers
+
+    inp = keras.Input((32, 32, 3))
+    x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)
+    a = layers.DepthwiseConv2D(3, padding="same", activation="relu")(layers.ZeroPadding2D(1)(x))
+    b = layers.MaxPooling2D(3, strides=1, padding="same")(layers.ZeroPadding2D(1)(x))
+    x = layers.AveragePooling2D(2)(layers.Concatenate()([a, b]))
+    x = layers.Conv2D(24, 1, activation="hard_swish")(x)
+    x = layers.Multiply()([x, layers.Activation("sigmoid")(x)])
+    out = layers.Dense(10, activation="softmax")(layers.GlobalAveragePooling2D()(x))
+    rng = np.random.default_rng(0)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, out))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)]
+                                                for _ in range(8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    path = tmp_path_factory.mktemp("models") / "mixed_ops_int8.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_other_op_kinds_match_tflm_arena(mixed_ops_int8: Path) -> None:
+    plan = plan_arena(mixed_ops_int8)
+    assert {"MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION", "HARD_SWISH", "MUL"} <= set(plan.op_names)
+    assert plan.unknown_ops == []
+    assert _error_percent(mixed_ops_int8) <= 1.0
+
+
 def test_head_and_tail_match_separately(int8_mnv2_96: Path) -> None:
     """Not two errors cancelling: the planned activations and the persistent tail each match."""
     plan = plan_arena(int8_mnv2_96)

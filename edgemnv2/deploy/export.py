@@ -1,0 +1,490 @@
+"""`edgemnv2 export`: a model → a ready-to-build project for a board (or a phone package).
+
+For microcontrollers (arduino, esp-idf, pico) the project holds the firmware templates
+(`firmware_templates/common` + the target's board code), the model as a 16-byte aligned const C array,
+`model_ops.h` registering exactly the ops the model uses, `edgemnv2_config.h` (arena size from the
+arena planner plus a margin, tensors, board facts) and a README whose build/flash commands are the
+ones `edgemnv2 flash` runs. `linux-agent` copies the Python agent and the model.
+
+Targets are a registry (`TARGETS`: name → renderer taking an `ExportRequest`), so phone targets live
+in `edgemnv2.deploy.phone` and plug in with one entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shlex
+import shutil
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from edgemnv2.deploy.boards import Board, resolve_board
+from edgemnv2.errors import InputError, ModelError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = REPO_ROOT / "firmware_templates"
+TFLM_OPS_FILE = Path(__file__).with_name("tflm_ops.toml")
+MANIFEST_NAME = "edgemnv2_project.json"
+ARENA_MARGIN = 0.10           # the planner reproduces TFLM's layout; 10 % covers kernel/library version drift
+ARENA_ROUND = 1024
+ESP32_INTERNAL_ARENA_MAX = 256 * 1024  # above this the ESP32-S3 arena goes to PSRAM (EXT_RAM_BSS_ATTR)
+DEFAULT_BAUD = 921600
+
+# Portable sources: compiled by the host tests with gcc -std=c99 and cross-compiled for Cortex-M4.
+PORTABLE_SOURCES = ("edgemnv2_protocol.c", "edgemnv2_app.c", "edgemnv2_firmware.c")
+COMMON_FILES = ("edgemnv2_protocol.h", "edgemnv2_protocol.c", "edgemnv2_app.h", "edgemnv2_app.c",
+                "edgemnv2_board.h", "edgemnv2_model.h", "edgemnv2_firmware.h", "edgemnv2_firmware.c",
+                "edgemnv2_tflm.cpp")
+
+# TFLite schema TensorType → protocol dtype (docs/protocol.md §2); others cannot go over the wire.
+_TFLITE_TYPES = {9: ("int8", "EMN_DTYPE_INT8", 1), 3: ("uint8", "EMN_DTYPE_UINT8", 1),
+                 7: ("int16", "EMN_DTYPE_INT16", 2), 2: ("int32", "EMN_DTYPE_INT32", 4),
+                 0: ("float32", "EMN_DTYPE_FLOAT32", 4)}
+
+
+@dataclass(frozen=True)
+class TensorFacts:
+    name: str
+    dtype: str
+    c_dtype: str
+    shape: tuple[int, ...]
+    scale: float
+    zero_point: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the firmware needs to know about a .tflite file, read with the `tflite` flatbuffer parser."""
+
+    path: Path
+    size_bytes: int
+    sha256: str
+    ops: tuple[str, ...]          # builtin op names, in order of first use
+    custom_ops: tuple[str, ...]
+    input: TensorFacts
+    output: TensorFacts
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    target: str
+    model: Path
+    out: Path
+    arena_bytes: int | None = None  # None: planned from the model
+    board: str | None = None        # None: the target's first board in boards.toml
+    labels: Path | None = None      # phone targets
+    baud: int = DEFAULT_BAUD
+
+
+@dataclass
+class FirmwareExport:
+    """What `export` rendered for a board target."""
+
+    target: str
+    board: str | None
+    out: Path
+    model_sha256: str
+    model_bytes: int
+    arena_bytes: int | None
+    arena_source: str | None      # "planned" (plan peak + margin) or "given"
+    ops: list[str]
+    files: list[str]
+    build_commands: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- model facts
+
+def _tensor(sub_graph: Any, index: int, model_path: Path, role: str) -> TensorFacts:
+    tensor = sub_graph.Tensors(index)
+    if tensor.Type() not in _TFLITE_TYPES:
+        raise ModelError(f"{model_path}: {role} tensor type {tensor.Type()} cannot be sent over the serial "
+                         f"protocol (supported: int8, uint8, int16, int32, float32)")
+    dtype, c_dtype, size = _TFLITE_TYPES[tensor.Type()]
+    shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+    signature = [int(d) for d in tensor.ShapeSignatureAsNumpy()] if tensor.ShapeSignatureLength() else []
+    # a dynamic batch (-1 first) runs as the stored shape's batch of 1; any other dynamic dimension cannot
+    if any(d < 0 for d in signature[1:]) or any(d <= 0 for d in shape):
+        raise ModelError(f"{model_path}: {role} shape {signature or list(shape)} is dynamic; "
+                         "microcontrollers need static shapes (convert with a fixed input size)")
+    quant = tensor.Quantization()
+    scale = float(quant.ScaleAsNumpy()[0]) if quant is not None and quant.ScaleLength() else 0.0
+    zero_point = int(quant.ZeroPointAsNumpy()[0]) if quant is not None and quant.ZeroPointLength() else 0
+    return TensorFacts(name=(tensor.Name() or b"").decode("utf-8", "replace"), dtype=dtype, c_dtype=c_dtype,
+                       shape=shape, scale=scale, zero_point=zero_point, nbytes=math.prod(shape) * size)
+
+
+def inspect_model(model_path: Path) -> ModelFacts:
+    """Ops and I/O tensors of a single-subgraph model with one input and one output."""
+    import tflite
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise InputError(f"model file not found: {model_path}")
+    data = model_path.read_bytes()
+    if data[4:8] != b"TFL3":
+        raise ModelError(f"{model_path} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
+    try:
+        model = tflite.Model.GetRootAsModel(data, 0)
+        sub_graph = model.Subgraphs(0)
+        codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+        used = [sub_graph.Operators(i).OpcodeIndex() for i in range(sub_graph.OperatorsLength())]
+        n_in, n_out = sub_graph.InputsLength(), sub_graph.OutputsLength()
+    except Exception as exc:  # a truncated flatbuffer raises struct/index errors from generated code
+        raise ModelError(f"{model_path}: cannot parse the flatbuffer ({exc})") from exc
+    if n_in != 1 or n_out != 1:
+        raise ModelError(f"{model_path}: the firmware serves one input and one output tensor, this model has "
+                         f"{n_in} and {n_out}")
+    ops: list[str] = []
+    custom: list[str] = []
+    for index in used:
+        code = codes[index]
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = tflite.opcode2name(builtin)
+        if name == "CUSTOM":
+            label = (code.CustomCode() or b"?").decode("utf-8", "replace")
+            if label not in custom:
+                custom.append(label)
+        elif name not in ops:
+            ops.append(name)
+    return ModelFacts(path=model_path, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                      ops=tuple(ops), custom_ops=tuple(custom),
+                      input=_tensor(sub_graph, sub_graph.Inputs(0), model_path, "input"),
+                      output=_tensor(sub_graph, sub_graph.Outputs(0), model_path, "output"))
+
+
+@lru_cache(maxsize=1)
+def tflm_resolver_methods() -> dict[str, str]:
+    """Builtin op name → MicroMutableOpResolver method (tflm_ops.toml)."""
+    return dict(tomllib.loads(TFLM_OPS_FILE.read_text())["resolver"])
+
+
+def resolver_calls(facts: ModelFacts) -> list[str]:
+    """One resolver call per op; an op TFLM has no kernel for is refused by name."""
+    if facts.custom_ops:
+        raise ModelError(f"{facts.path}: custom op(s) {', '.join(facts.custom_ops)} have no TFLite Micro kernel "
+                         "(an *_edgetpu.tflite model runs only on the Edge TPU: export the uncompiled model)")
+    methods = tflm_resolver_methods()
+    missing = [op for op in facts.ops if op not in methods]
+    if missing:
+        raise ModelError(f"{facts.path}: op(s) {', '.join(missing)} have no TFLite Micro kernel "
+                         f"(see {TFLM_OPS_FILE.name} for the supported ones)")
+    return [methods[op] for op in facts.ops]
+
+
+def arena_for(model_path: Path, given: int | None) -> tuple[int, str]:
+    """The arena the firmware allocates: the user's, or the planned peak plus `ARENA_MARGIN`, in whole KiB."""
+    if given is not None:
+        if given <= 0:
+            raise InputError(f"--arena-bytes must be positive, got {given}")
+        return given, "given"
+    from edgemnv2.profile.memory import plan_arena
+
+    peak = plan_arena(model_path).peak_bytes
+    return int(math.ceil(peak * (1 + ARENA_MARGIN) / ARENA_ROUND) * ARENA_ROUND), "planned"
+
+
+# ---------------------------------------------------------------------------------------------- generated files
+
+def _c_float(value: float) -> str:
+    return f"{value!r}f" if value else "0.0f"
+
+
+def render_config(facts: ModelFacts, board: Board, arena_bytes: int, baud: int, extra: list[str]) -> str:
+    """edgemnv2_config.h: every fact the portable firmware compiles in."""
+    digest = ",".join(f"0x{b:02x}" for b in bytes.fromhex(facts.sha256))
+
+    def tensor_lines(prefix: str, t: TensorFacts) -> list[str]:
+        return [f"#define EDGEMNV2_{prefix}_DTYPE {t.c_dtype}",
+                f"#define EDGEMNV2_{prefix}_DIMS {{{', '.join(f'{d}u' for d in t.shape)}}}",
+                f"#define EDGEMNV2_{prefix}_SCALE {_c_float(t.scale)}",
+                f"#define EDGEMNV2_{prefix}_ZERO_POINT ({t.zero_point})",
+                f"#define EDGEMNV2_{prefix}_BYTES {t.nbytes}u"]
+
+    lines = [f"/* Generated by `edgemnv2 export` for {board.title} from {facts.path.name}: do not edit. */",
+             "#ifndef EDGEMNV2_CONFIG_H_", "#define EDGEMNV2_CONFIG_H_", "",
+             f'#define EDGEMNV2_BOARD_NAME "{board.name}"',
+             f"#define EDGEMNV2_CPU_HZ {board.cpu_hz}u",
+             f"#define EDGEMNV2_BAUD {baud}u",
+             f"#define EDGEMNV2_ARENA_BYTES {arena_bytes}u",
+             f"#define EDGEMNV2_MAX_PAYLOAD {board.max_payload}u",
+             f"#define EDGEMNV2_WINDOW {board.window}u",
+             f"/* sha256 {facts.sha256} */",
+             f"#define EDGEMNV2_MODEL_SHA256_BYTES {{{digest}}}", "",
+             f"/* input {facts.input.name!r} {list(facts.input.shape)} {facts.input.dtype} */",
+             *tensor_lines("INPUT", facts.input), "",
+             f"/* output {facts.output.name!r} {list(facts.output.shape)} {facts.output.dtype} */",
+             *tensor_lines("OUTPUT", facts.output), ""]
+    lines += extra
+    lines += ["", "#endif /* EDGEMNV2_CONFIG_H_ */", ""]
+    return "\n".join(lines)
+
+
+def render_ops_header(facts: ModelFacts, calls: list[str]) -> str:
+    """model_ops.h: a resolver sized to the model and filled with its ops only (smaller flash than AllOps)."""
+    body = "\n".join(f"  if (r.{call}() != kTfLiteOk) return kTfLiteError;  // {op}"
+                     for call, op in zip(calls, facts.ops))
+    return f"""// Generated by `edgemnv2 export` from {facts.path.name}: the {len(calls)} ops the model uses.
+#ifndef EDGEMNV2_MODEL_OPS_H_
+#define EDGEMNV2_MODEL_OPS_H_
+
+#include "tensorflow/lite/c/common.h"
+
+#define EDGEMNV2_OP_COUNT {len(calls)}
+
+template <typename Resolver>
+static TfLiteStatus edgemnv2_register_ops(Resolver &r) {{
+{body}
+  return kTfLiteOk;
+}}
+
+#endif  // EDGEMNV2_MODEL_OPS_H_
+"""
+
+
+def render_template(text: str, values: dict[str, str]) -> str:
+    """`{{KEY}}` placeholders (CMake's `${...}` stays untouched); an unknown key is a bug in the template."""
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    if "{{" in text:
+        raise RuntimeError(f"template placeholder left unfilled near: {text[text.index('{{'):][:40]!r}")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- project writer
+
+def _prepare_out(out: Path) -> None:
+    """Refuse to write into a folder with other files unless it is a previous export."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
+        raise InputError(f"--out {out} is not empty and was not made by `edgemnv2 export`; choose a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _copy(src: Path, dst: Path, written: list[Path]) -> None:
+    if not src.is_file():
+        raise InputError(f"firmware template file missing: {src} (is the checkout complete?)")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    written.append(dst)
+
+
+def _write(path: Path, text: str, written: list[Path]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    written.append(path)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a target keeps its sources, and what it adds beside the common files."""
+
+    source_dir: str                       # relative to the project root
+    model_ext: str                        # .cc for CMake, .cpp for Arduino
+    board_files: dict[str, str]           # template path (under firmware_templates/<target>) → project path
+    extra_config: Callable[[Board, int], list[str]]
+
+
+def _arduino_config(board: Board, arena: int) -> list[str]:
+    return ["/* arduino-cli finds the TFLite Micro library through its root header */",
+            "#define EDGEMNV2_TFLM_PRELUDE <Chirale_TensorFlowLite.h>"]
+
+
+def _esp_config(board: Board, arena: int) -> list[str]:
+    if arena <= ESP32_INTERNAL_ARENA_MAX:
+        return ["/* the arena fits internal SRAM */"]
+    return [f"/* {arena} bytes > {ESP32_INTERNAL_ARENA_MAX}: the arena goes to PSRAM */",
+            "#ifdef __cplusplus", '#include "esp_attr.h"', "#define EDGEMNV2_ARENA_ATTR EXT_RAM_BSS_ATTR", "#endif"]
+
+
+def _no_config(board: Board, arena: int) -> list[str]:
+    return []
+
+
+LAYOUTS: dict[str, _Layout] = {
+    "arduino": _Layout("edgemnv2_fw/src", ".cpp",
+                       {"edgemnv2_fw.ino": "edgemnv2_fw/edgemnv2_fw.ino",
+                        "board_arduino.cpp": "edgemnv2_fw/src/board_arduino.cpp"}, _arduino_config),
+    "esp-idf": _Layout("main", ".cc",
+                       {"CMakeLists.txt": "CMakeLists.txt", "sdkconfig.defaults": "sdkconfig.defaults",
+                        "main/CMakeLists.txt": "main/CMakeLists.txt",
+                        "main/idf_component.yml": "main/idf_component.yml",
+                        "main/main.cpp": "main/main.cpp", "main/board_esp32.c": "main/board_esp32.c"}, _esp_config),
+    "pico": _Layout("src", ".cc",
+                    {"CMakeLists.txt": "CMakeLists.txt", "main.cpp": "src/main.cpp",
+                     "board_pico.c": "src/board_pico.c"}, _no_config),
+}
+
+
+def _check_fit(facts: ModelFacts, board: Board, arena: int) -> list[str]:
+    warnings = []
+    if facts.size_bytes > board.flash_bytes:
+        warnings.append(f"the model ({facts.size_bytes} bytes) is larger than {board.title}'s flash "
+                        f"({board.flash_bytes} bytes): pick a smaller alpha or resolution")
+    ram = board.ram_bytes + board.psram_bytes
+    if arena > ram:
+        warnings.append(f"the arena ({arena} bytes) exceeds {board.title}'s RAM ({ram} bytes)")
+    return warnings
+
+
+def render_firmware(request: ExportRequest) -> FirmwareExport:
+    """arduino / esp-idf / pico: templates + model array + ops + config + README + manifest."""
+    from edgemnv2.deploy import flash
+    from edgemnv2_converters.tflite_to_c import write_c_array
+
+    layout = LAYOUTS[request.target]
+    board = resolve_board(request.target, request.board)
+    facts = inspect_model(request.model)
+    calls = resolver_calls(facts)
+    arena, arena_source = arena_for(facts.path, request.arena_bytes)
+    out = Path(request.out)
+    _prepare_out(out)
+    written: list[Path] = []
+    src = out / layout.source_dir
+    for name in COMMON_FILES:
+        _copy(TEMPLATES_DIR / "common" / name, src / name, written)
+    for template, dest in layout.board_files.items():
+        _copy(TEMPLATES_DIR / request.target / template, out / dest, written)
+    if request.target == "arduino":
+        text = (TEMPLATES_DIR / "arduino" / "sketch.yaml.tmpl").read_text()
+        _write(out / "edgemnv2_fw" / "sketch.yaml", render_template(text, {"FQBN": board.fqbn or ""}), written)
+    array = write_c_array(facts.path.read_bytes(), src, symbol="g_model", basename="model_data",
+                          source_ext=layout.model_ext)
+    written += [array.source, array.header]
+    _write(src / "edgemnv2_config.h",
+           render_config(facts, board, arena, request.baud, layout.extra_config(board, arena)), written)
+    _write(src / "model_ops.h", render_ops_header(facts, calls), written)
+    warnings = _check_fit(facts, board, arena)
+    manifest = {"target": request.target, "board": board.name, "fqbn": board.fqbn, "idf_target": board.idf_target,
+                "pico_board": board.pico_board, "model": facts.path.name, "model_sha256": facts.sha256,
+                "arena_bytes": arena, "baud": request.baud, "source_dir": layout.source_dir,
+                "portable_sources": list(PORTABLE_SOURCES)}
+    _write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n", written)
+    plan = flash.plan_flash(request.target, out, port=None)
+    commands = [_relative_command(c.argv, plan.project) for c in plan.commands]
+    _write(out / "README.md", _firmware_readme(request.target, board, facts, arena, arena_source, calls, plan,
+                                                warnings), written)
+    return FirmwareExport(target=request.target, board=board.name, out=out, model_sha256=facts.sha256,
+                          model_bytes=facts.size_bytes, arena_bytes=arena, arena_source=arena_source,
+                          ops=list(facts.ops), files=sorted(str(p.relative_to(out)) for p in written),
+                          build_commands=commands, warnings=warnings)
+
+
+def _relative_command(argv: list[str], root: Path) -> str:
+    """The command as typed from inside the project folder, so the README stays right when it moves."""
+    prefix = str(root)
+    return shlex.join(("." + a[len(prefix):]) if a == prefix or a.startswith(prefix + "/") else a for a in argv)
+
+
+def _firmware_readme(target: str, board: Board, facts: ModelFacts, arena: int, arena_source: str,
+                     calls: list[str], plan: Any, warnings: list[str]) -> str:
+    setup = {
+        "arduino": ["Install arduino-cli (https://arduino.github.io/arduino-cli/latest/installation/), then the core "
+                    "and the TFLite Micro library:",
+                    "", "```", f"arduino-cli core install {':'.join((board.fqbn or '').split(':')[:2])}",
+                    "arduino-cli lib install Chirale_TensorFlowLite", "```"],
+        "esp-idf": ["Install ESP-IDF 5.1 or newer (https://docs.espressif.com/projects/esp-idf/en/stable/esp32s3/"
+                    "get-started/) and run `. $IDF_PATH/export.sh`. The first build fetches `espressif/esp-tflite-micro` "
+                    "through the component manager (main/idf_component.yml). The protocol runs on UART0 (the DevKit's "
+                    "USB-UART port); logs go to the native USB port."],
+        "pico": ["Check out pico-sdk and pico-tflmicro, install cmake, arm-none-eabi-gcc and picotool:",
+                 "", "```", "git clone --recursive https://github.com/raspberrypi/pico-sdk",
+                 "git clone https://github.com/raspberrypi/pico-tflmicro",
+                 "export PICO_SDK_PATH=$PWD/pico-sdk PICO_TFLMICRO_PATH=$PWD/pico-tflmicro", "```",
+                 "", "The protocol runs on UART0: GP0 = TX, GP1 = RX, 3.3 V levels (use a USB-UART adapter)."],
+    }[target]
+    commands = "\n".join(_relative_command(c.argv, plan.project) for c in plan.commands)
+    ops = ", ".join(facts.ops)
+    lines = [f"# edgemnv2 firmware: {facts.path.name} on {board.title}", "",
+             f"Rendered by `edgemnv2 export --target {target}`. The board answers the edgemnv2 serial protocol "
+             "(docs/protocol.md): `edgemnv2 bench --port PORT --model MODEL --images DIR` streams images to it and "
+             "compares every output with a host run.", "",
+             "| | |", "| --- | --- |",
+             f"| model | `{facts.path.name}`, {facts.size_bytes} bytes, sha256 `{facts.sha256[:16]}…` |",
+             f"| input | {facts.input.dtype} {list(facts.input.shape)}, scale {facts.input.scale:.6g}, "
+             f"zero point {facts.input.zero_point} |",
+             f"| output | {facts.output.dtype} {list(facts.output.shape)} |",
+             f"| tensor arena | {arena} bytes ({'planned peak + 10 %' if arena_source == 'planned' else 'given with --arena-bytes'}) |",
+             f"| ops ({len(calls)}) | {ops} |",
+             f"| board | {board.title}: {board.mcu} {board.core} at {board.cpu_hz / 1e6:g} MHz, "
+             f"{board.ram_bytes // 1024} KB RAM, {board.flash_bytes // 1024} KB flash |",
+             f"| link | max_payload {board.max_payload} bytes, window {board.window} |", ""]
+    if warnings:
+        lines += ["**Warnings**", ""] + [f"- {w}" for w in warnings] + [""]
+    lines += ["## Set up", "", *setup, "", "## Build and flash", "",
+              "`edgemnv2 flash --target " + target + " --project . --port PORT` runs exactly these "
+              "(`--dry-run` prints them):", "", "```", commands, "```", "",
+              "## Layout", "",
+              "- `edgemnv2_protocol.*`, `edgemnv2_app.*`, `edgemnv2_firmware.*`: the protocol and the firmware "
+              "loop, portable C99 (host-tested).",
+              "- `board_*`: UART and cycle counter for this board; `edgemnv2_tflm.cpp`: TensorFlow Lite Micro.",
+              "- `model_data.*`: the model as a 16-byte aligned const array; `model_ops.h`: its op resolver; "
+              "`edgemnv2_config.h`: arena, tensors, board facts.", ""]
+    return "\n".join(lines)
+
+
+def render_linux_agent(request: ExportRequest) -> FirmwareExport:
+    """linux-agent: the Python agent files (engineer C's `agent_files()`), the model and a README."""
+    from edgemnv2.serial import agent_files
+
+    facts = inspect_model(request.model)
+    if request.arena_bytes is not None:
+        raise InputError("--arena-bytes applies to microcontroller targets; the Linux agent allocates its own")
+    out = Path(request.out)
+    _prepare_out(out)
+    written: list[Path] = []
+    for name, path in agent_files().items():
+        _copy(path, out / name, written)
+    _copy(facts.path, out / facts.path.name, written)
+    manifest = {"target": "linux-agent", "model": facts.path.name, "model_sha256": facts.sha256,
+                "agent_files": sorted(agent_files())}
+    _write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n", written)
+    run = f"python3 agent.py --model {facts.path.name} --port /dev/ttyGS0 --baud {request.baud}"
+    _write(out / "README.md", "\n".join([
+        f"# edgemnv2 Linux agent: {facts.path.name}", "",
+        "Serves the edgemnv2 serial protocol (docs/protocol.md) on a Linux board (Raspberry Pi, Coral Dev Board) "
+        "with ai-edge-litert or tflite-runtime, and the Edge TPU delegate when present.", "",
+        "Copy this folder to the board (or use `edgemnv2 deploy --target rpi|coral-devboard`), then:", "",
+        "```", "python3 -m pip install numpy pyserial ai-edge-litert   # or tflite-runtime", run, "```", "",
+        "`python3 agent.py --help` lists the options (serial device, baud, runtime).",
+        f"Model: {facts.size_bytes} bytes, sha256 `{facts.sha256}`, input {facts.input.dtype} "
+        f"{list(facts.input.shape)}, output {facts.output.dtype} {list(facts.output.shape)}.", ""]), written)
+    return FirmwareExport(target="linux-agent", board=None, out=out, model_sha256=facts.sha256,
+                          model_bytes=facts.size_bytes, arena_bytes=None, arena_source=None, ops=list(facts.ops),
+                          files=sorted(str(p.relative_to(out)) for p in written), build_commands=[run])
+
+
+def _render_phone(request: ExportRequest) -> Any:
+    from edgemnv2.deploy.phone import render_phone
+
+    return render_phone(request.target, request.model, request.out, labels=request.labels)
+
+
+# target → renderer; add a target by adding a function here
+TARGETS: dict[str, Callable[[ExportRequest], Any]] = {
+    "arduino": render_firmware,
+    "esp-idf": render_firmware,
+    "pico": render_firmware,
+    "linux-agent": render_linux_agent,
+    "android": _render_phone,
+    "ios": _render_phone,
+}
+
+
+def export_project(request: ExportRequest) -> Any:
+    """Render the project for `request.target`; a board must belong to that target."""
+    renderer = TARGETS.get(request.target)
+    if renderer is None:
+        raise InputError(f"unknown export target {request.target!r}; choose one of: {', '.join(TARGETS)}")
+    if request.board is not None and request.target not in LAYOUTS:
+        raise InputError(f"--board applies to {', '.join(LAYOUTS)}; target {request.target} has no boards")
+    return renderer(request)
+

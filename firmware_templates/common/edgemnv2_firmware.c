@@ -1,0 +1,93 @@
+/* Wires the board (edgemnv2_board.h) and the model (edgemnv2_model.h) into the protocol app, with every
+ * buffer static and sized from the generated edgemnv2_config.h. Hardware independent: compiled and
+ * cross-compiled on the host by the export tests. */
+#include "edgemnv2_firmware.h"
+
+#include "edgemnv2_app.h"
+#include "edgemnv2_board.h"
+#include "edgemnv2_config.h"
+#include "edgemnv2_model.h"
+
+static uint8_t g_rx_frame[EMN_APP_RX_BYTES(EDGEMNV2_MAX_PAYLOAD)];
+static uint8_t g_tx[EMN_APP_TX_BYTES];
+static uint8_t g_result[EMN_APP_RESULT_BYTES(EDGEMNV2_OUTPUT_BYTES)];
+static const uint8_t g_model_sha256[EMN_HASH_BYTES] = EDGEMNV2_MODEL_SHA256_BYTES;
+static const uint32_t g_input_dims[] = EDGEMNV2_INPUT_DIMS;
+static const uint32_t g_output_dims[] = EDGEMNV2_OUTPUT_DIMS;
+
+static emn_app g_app;
+static emn_app_config g_cfg;
+static emn_app_ops g_ops;
+static int g_model_ok;
+static const char *g_model_error = "model not initialised";
+
+static void op_write(void *ctx, const uint8_t *data, size_t n) {
+  (void)ctx;
+  emn_board_write(data, n);
+}
+
+static uint8_t *op_input(void *ctx) {
+  static uint8_t scratch[EDGEMNV2_INPUT_BYTES]; /* only when the model failed to initialise */
+  (void)ctx;
+  return g_model_ok ? emn_model_input() : scratch;
+}
+
+/* A model that failed to initialise still answers: every input gets ERROR runtime with the reason. */
+static int op_invoke(void *ctx, const uint8_t **output, const char **error) {
+  (void)ctx;
+  if (!g_model_ok) {
+    *error = g_model_error;
+    return 1;
+  }
+  return emn_model_invoke(output, error);
+}
+
+static uint64_t op_cycles(void *ctx) { (void)ctx; return emn_board_cycles(); }
+static uint64_t op_micros(void *ctx) { (void)ctx; return emn_board_micros(); }
+static uint32_t op_entropy(void *ctx) { (void)ctx; return emn_board_entropy() ^ (uint32_t)emn_board_cycles(); }
+
+static void describe(emn_tensor_desc *t, uint8_t dtype, const uint32_t *dims, uint8_t rank, float scale, int32_t zp) {
+  uint8_t i;
+  t->dtype = dtype;
+  t->rank = rank;
+  for (i = 0; i < rank && i < EMN_MAX_RANK; ++i) t->dims[i] = dims[i];
+  t->scale = scale;
+  t->zero_point = zp;
+}
+
+void emn_firmware_start(void) {
+  emn_board_init(EDGEMNV2_BAUD);
+  g_model_ok = emn_model_init(&g_model_error) == 0;
+  g_ops.ctx = 0;
+  g_ops.write = op_write;
+  g_ops.input_buffer = op_input;
+  g_ops.invoke = op_invoke;
+  g_ops.cycles = op_cycles;
+  g_ops.micros = op_micros;
+  g_ops.entropy = op_entropy;
+  g_cfg.board_name = EDGEMNV2_BOARD_NAME;
+  g_cfg.runtime = "tflm";
+  g_cfg.cpu_hz = EDGEMNV2_CPU_HZ;
+  g_cfg.arena_bytes = EDGEMNV2_ARENA_BYTES;
+  g_cfg.max_payload = EDGEMNV2_MAX_PAYLOAD;
+  g_cfg.window = EDGEMNV2_WINDOW;
+  g_cfg.model_sha256 = g_model_sha256;
+  describe(&g_cfg.input, EDGEMNV2_INPUT_DTYPE, g_input_dims, (uint8_t)(sizeof g_input_dims / sizeof g_input_dims[0]),
+           EDGEMNV2_INPUT_SCALE, EDGEMNV2_INPUT_ZERO_POINT);
+  describe(&g_cfg.output, EDGEMNV2_OUTPUT_DTYPE, g_output_dims,
+           (uint8_t)(sizeof g_output_dims / sizeof g_output_dims[0]), EDGEMNV2_OUTPUT_SCALE, EDGEMNV2_OUTPUT_ZERO_POINT);
+  g_cfg.rx_frame = g_rx_frame;
+  g_cfg.rx_frame_cap = sizeof g_rx_frame;
+  g_cfg.tx = g_tx;
+  g_cfg.tx_cap = sizeof g_tx;
+  g_cfg.result_frame = g_result;
+  g_cfg.result_cap = sizeof g_result;
+  (void)emn_app_start(&g_app, &g_cfg, &g_ops, emn_board_entropy());
+}
+
+void emn_firmware_poll(void) {
+  uint8_t buf[64];
+  size_t n = emn_board_read(buf, sizeof buf);
+  (void)emn_board_cycles(); /* boards extending a 32-bit counter must see every wrap */
+  if (n) emn_app_feed(&g_app, buf, n);
+}

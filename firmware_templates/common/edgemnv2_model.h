@@ -1,0 +1,26 @@
+/* The model runner (edgemnv2_tflm.cpp: TensorFlow Lite Micro) seen from C. */
+#ifndef EDGEMNV2_MODEL_H_
+#define EDGEMNV2_MODEL_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Build the interpreter in the static arena; 0 on success, else *error says why (too small an arena,
+ * an op missing from the resolver, tensors that differ from edgemnv2_config.h). */
+int emn_model_init(const char **error);
+/* The input tensor's bytes (EDGEMNV2_INPUT_BYTES). */
+uint8_t *emn_model_input(void);
+/* Run once; 0 and *output (EDGEMNV2_OUTPUT_BYTES) on success, else *error. */
+int emn_model_invoke(const uint8_t **output, const char **error);
+/* Arena bytes the interpreter really used (0 before a successful init). */
+size_t emn_model_arena_used(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGEMNV2_MODEL_H_ */

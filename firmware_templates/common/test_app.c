@@ -1,0 +1,344 @@
+/* Host tests of the board-side protocol rules (edgemnv2_app.c) with a fake model and a captured UART:
+ * boot INFO, HELLO, PING, RESET, chunked INPUT with ACKs, RESULT with the input CRC, retransmission,
+ * lost chunk, wrong size, too large, GET_RESULT, garbage on the line, model mismatch. */
+#include <stdio.h>
+#include <string.h>
+
+#include "edgemnv2_app.h"
+
+static int g_checks, g_failures;
+#define CHECK(cond, ...)                                 \
+  do {                                                   \
+    ++g_checks;                                          \
+    if (!(cond)) {                                       \
+      ++g_failures;                                      \
+      printf("FAIL %s:%d: ", __FILE__, __LINE__);        \
+      printf(__VA_ARGS__);                               \
+      printf("\n");                                      \
+    }                                                    \
+  } while (0)
+
+#define INPUT_BYTES 300u
+#define OUTPUT_BYTES 10u
+#define MAX_PAYLOAD 64u
+
+/* ---------------------------------------------------------------- fake board: UART capture, model, clock */
+static uint8_t g_wire[1 << 16];
+static size_t g_wire_len;
+static uint8_t g_tensor_in[INPUT_BYTES];
+static uint8_t g_tensor_out[OUTPUT_BYTES];
+static uint64_t g_cycles, g_lost;
+static int g_invokes, g_fail_next, g_miss_wraps;
+
+static void fake_write(void *ctx, const uint8_t *data, size_t n) {
+  (void)ctx;
+  if (g_wire_len + n <= sizeof g_wire) {
+    memcpy(g_wire + g_wire_len, data, n);
+    g_wire_len += n;
+  }
+}
+static uint8_t *fake_input(void *ctx) { (void)ctx; return g_tensor_in; }
+static int fake_invoke(void *ctx, const uint8_t **output, const char **error) {
+  size_t i;
+  unsigned sum = 0;
+  (void)ctx;
+  g_invokes++;
+  g_cycles += 123456789012ull; /* > 32 bits: the RESULT must carry 64-bit counts */
+  if (g_miss_wraps) g_lost += (123456789012ull >> 32) << 32; /* a 32-bit counter nobody read meanwhile */
+  if (g_fail_next) {
+    g_fail_next = 0;
+    *error = "tensor arena too small";
+    return 1;
+  }
+  for (i = 0; i < INPUT_BYTES; ++i) sum += g_tensor_in[i];
+  for (i = 0; i < OUTPUT_BYTES; ++i) g_tensor_out[i] = (uint8_t)(sum + i);
+  *output = g_tensor_out;
+  return 0;
+}
+static uint64_t fake_cycles(void *ctx) { (void)ctx; return g_cycles - g_lost; }
+static uint64_t fake_micros(void *ctx) { (void)ctx; return g_cycles / 480u; }
+static uint32_t fake_entropy(void *ctx) { (void)ctx; return 0xBEEF0002u; }
+
+static const uint8_t kHash[EMN_HASH_BYTES] = {0xba, 0x01, 0x2f, 0x58, 1, 2, 3, 4};
+static uint8_t g_rx[EMN_APP_RX_BYTES(MAX_PAYLOAD)], g_tx[EMN_APP_TX_BYTES], g_res[EMN_APP_RESULT_BYTES(OUTPUT_BYTES)];
+
+/* ---------------------------------------------------------------- host side: what came back */
+typedef struct {
+  uint8_t type;
+  uint8_t payload[512];
+  size_t len;
+} reply;
+static reply g_replies[64];
+static int g_n;
+
+static void collect(void) {
+  static uint8_t buf[4096];
+  emn_decoder d;
+  size_t i;
+  emn_decoder_init(&d, buf, sizeof buf);
+  g_n = 0;
+  for (i = 0; i < g_wire_len; ++i) {
+    emn_frame f;
+    emn_event ev = emn_decoder_push(&d, g_wire[i], &f);
+    CHECK(ev == EMN_NONE || ev == EMN_FRAME, "board sent a bad frame (event %d)", (int)ev);
+    if (ev == EMN_FRAME && g_n < 64 && f.payload_len <= sizeof g_replies[0].payload) {
+      g_replies[g_n].type = f.type;
+      memcpy(g_replies[g_n].payload, f.payload, f.payload_len);
+      g_replies[g_n].len = f.payload_len;
+      ++g_n;
+    }
+  }
+  g_wire_len = 0;
+}
+
+static emn_frame as_frame(const reply *r) {
+  emn_frame f;
+  f.type = r->type;
+  f.payload = r->payload;
+  f.payload_len = r->len;
+  return f;
+}
+
+static void feed(emn_app *app, const uint8_t *data, size_t n) {
+  emn_app_feed(app, data, n);
+  collect();
+}
+
+static void send_input(emn_app *app, uint32_t id, uint32_t offset, uint32_t total, const uint8_t *data, size_t n) {
+  static uint8_t frame[1024];
+  emn_input in;
+  in.id = id;
+  in.offset = offset;
+  in.total = total;
+  in.data = data;
+  in.data_len = n;
+  feed(app, frame, emn_encode_input(&in, frame, sizeof frame));
+}
+
+static int is_ack(int i, uint32_t id, uint32_t next) {
+  emn_ack a;
+  emn_frame f;
+  if (i >= g_n) return 0;
+  f = as_frame(&g_replies[i]);
+  return emn_unpack_ack(&f, &a) == EMN_OK && a.id == id && a.next_offset == next;
+}
+
+static int is_error(int i, uint8_t code, uint32_t detail) {
+  emn_error e;
+  emn_frame f;
+  if (i >= g_n) return 0;
+  f = as_frame(&g_replies[i]);
+  return emn_unpack_error(&f, &e) == EMN_OK && e.code == code && e.detail == detail;
+}
+
+int main(void) {
+  emn_app app;
+  emn_app_ops ops;
+  emn_app_config cfg;
+  emn_info info;
+  emn_frame f;
+  uint8_t image[INPUT_BYTES], frame[512];
+  size_t i;
+  uint32_t off;
+
+  ops.ctx = NULL;
+  ops.write = fake_write;
+  ops.input_buffer = fake_input;
+  ops.invoke = fake_invoke;
+  ops.cycles = fake_cycles;
+  ops.micros = fake_micros;
+  ops.entropy = fake_entropy;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.board_name = "test-board";
+  cfg.runtime = "tflm";
+  cfg.cpu_hz = 480000000u;
+  cfg.arena_bytes = 123456u;
+  cfg.max_payload = MAX_PAYLOAD;
+  cfg.window = 2;
+  cfg.model_sha256 = kHash;
+  cfg.input.dtype = EMN_DTYPE_INT8;
+  cfg.input.rank = 4;
+  cfg.input.dims[0] = 1;
+  cfg.input.dims[1] = 10;
+  cfg.input.dims[2] = 10;
+  cfg.input.dims[3] = 3;
+  cfg.input.scale = 0.0078125f;
+  cfg.input.zero_point = -1;
+  cfg.output.dtype = EMN_DTYPE_INT8;
+  cfg.output.rank = 2;
+  cfg.output.dims[0] = 1;
+  cfg.output.dims[1] = OUTPUT_BYTES;
+  cfg.output.scale = 0.00390625f;
+  cfg.output.zero_point = -128;
+  cfg.rx_frame = g_rx;
+  cfg.rx_frame_cap = sizeof g_rx;
+  cfg.tx = g_tx;
+  cfg.tx_cap = sizeof g_tx;
+  cfg.result_frame = g_res;
+  cfg.result_cap = sizeof g_res;
+  for (i = 0; i < INPUT_BYTES; ++i) image[i] = (uint8_t)(i * 7u + 3u);
+
+  /* buffers too small are refused */
+  cfg.result_cap = 10;
+  CHECK(emn_app_start(&app, &cfg, &ops, 1) == EMN_ERR_MALFORMED && g_wire_len == 0, "small result buffer accepted");
+  cfg.result_cap = sizeof g_res;
+
+  /* boot: INFO unsolicited */
+  CHECK(emn_app_start(&app, &cfg, &ops, 0x12345678u) == EMN_OK, "start failed");
+  collect();
+  f = as_frame(&g_replies[0]);
+  CHECK(g_n == 1 && emn_unpack_info(&f, &info) == EMN_OK && info.boot_nonce == 0x12345678u && info.input_slots == 1 &&
+            info.window == 2 && info.max_payload == MAX_PAYLOAD && info.arena_bytes == 123456u &&
+            emn_tensor_bytes(&info.input) == INPUT_BYTES && info.output.zero_point == -128 &&
+            memcmp(info.model_sha256, kHash, EMN_HASH_BYTES) == 0 && info.board_name.len == 10,
+        "boot INFO wrong (%d frames)", g_n);
+
+  /* HELLO (any model) -> INFO; HELLO with another hash -> INFO + ERROR model_mismatch */
+  {
+    emn_hello h;
+    memset(&h, 0, sizeof h);
+    h.version = 1;
+    feed(&app, frame, emn_encode_hello(&h, frame, sizeof frame));
+    CHECK(g_n == 1 && g_replies[0].type == EMN_INFO, "HELLO(any) gave %d frames", g_n);
+    memcpy(h.model_sha256, kHash, EMN_HASH_BYTES);
+    feed(&app, frame, emn_encode_hello(&h, frame, sizeof frame));
+    CHECK(g_n == 1 && g_replies[0].type == EMN_INFO, "HELLO(matching hash) gave %d frames", g_n);
+    h.model_sha256[5] ^= 1;
+    feed(&app, frame, emn_encode_hello(&h, frame, sizeof frame));
+    CHECK(g_n == 2 && g_replies[0].type == EMN_INFO && is_error(1, EMN_E_MODEL_MISMATCH, 0), "HELLO(other hash)");
+  }
+
+  /* PING -> PONG with the nonce */
+  {
+    emn_ping p;
+    emn_pong r;
+    p.token = 0xDEADBEEFu;
+    feed(&app, frame, emn_encode_ping(&p, frame, sizeof frame));
+    f = as_frame(&g_replies[0]);
+    CHECK(g_n == 1 && emn_unpack_pong(&f, &r) == EMN_OK && r.token == 0xDEADBEEFu && r.boot_nonce == 0x12345678u,
+          "PING");
+  }
+
+  /* an input in 64-byte chunks: ACK each, then RESULT with the CRC of the input and the output */
+  for (off = 0; off < INPUT_BYTES; off += MAX_PAYLOAD) {
+    size_t n = INPUT_BYTES - off < MAX_PAYLOAD ? INPUT_BYTES - off : MAX_PAYLOAD;
+    send_input(&app, 7, off, INPUT_BYTES, image + off, n);
+    if (off + n < INPUT_BYTES) CHECK(g_n == 1 && is_ack(0, 7, off + (uint32_t)n), "ACK after chunk at %u", off);
+  }
+  {
+    emn_result r;
+    uint32_t layers[1];
+    emn_topk_entry topk[1];
+    r.layer_us = layers;
+    r.layer_cap = 1;
+    r.topk = topk;
+    r.topk_cap = 1;
+    f = as_frame(&g_replies[1]);
+    CHECK(g_n == 2 && is_ack(0, 7, INPUT_BYTES), "last chunk not acknowledged");
+    CHECK(emn_unpack_result(&f, &r) == EMN_OK && r.id == 7 && r.boot_nonce == 0x12345678u &&
+              r.input_crc32 == emn_crc32(image, INPUT_BYTES) && r.cycles == 123456789012ull && r.micros == 123456789012ull / 480u &&
+              r.kind == EMN_RESULT_RAW && r.output_len == OUTPUT_BYTES && memcmp(r.output, g_tensor_out, OUTPUT_BYTES) == 0 &&
+              memcmp(g_tensor_in, image, INPUT_BYTES) == 0,
+          "RESULT wrong");
+  }
+  CHECK(g_invokes == 1, "%d invokes after one input", g_invokes);
+
+  /* GET_RESULT: the same RESULT again; an unknown id -> ERROR unknown_id */
+  {
+    emn_get_result g;
+    size_t first_len = g_replies[1].len;
+    uint8_t first[512];
+    memcpy(first, g_replies[1].payload, first_len);
+    g.id = 7;
+    feed(&app, frame, emn_encode_get_result(&g, frame, sizeof frame));
+    CHECK(g_n == 1 && g_replies[0].type == EMN_RESULT && g_replies[0].len == first_len &&
+              memcmp(g_replies[0].payload, first, first_len) == 0,
+          "GET_RESULT(7) did not repeat the RESULT");
+    g.id = 99;
+    feed(&app, frame, emn_encode_get_result(&g, frame, sizeof frame));
+    CHECK(g_n == 1 && is_error(0, EMN_E_UNKNOWN_ID, 0), "GET_RESULT(99)");
+  }
+
+  /* a completed id sent again: ACK(id, total), no second inference */
+  send_input(&app, 7, 0, INPUT_BYTES, image, MAX_PAYLOAD);
+  CHECK(g_n == 1 && is_ack(0, 7, INPUT_BYTES) && g_invokes == 1, "completed id re-sent");
+
+  /* new id: retransmission, lost chunk, wrong total, too large, new id at offset != 0 */
+  send_input(&app, 8, 0, INPUT_BYTES, image, MAX_PAYLOAD);
+  CHECK(g_n == 1 && is_ack(0, 8, MAX_PAYLOAD), "id 8 first chunk");
+  send_input(&app, 8, 0, INPUT_BYTES, image, MAX_PAYLOAD);
+  CHECK(g_n == 1 && is_ack(0, 8, MAX_PAYLOAD), "retransmitted chunk must be acknowledged at the expected offset");
+  send_input(&app, 8, 2 * MAX_PAYLOAD, INPUT_BYTES, image, MAX_PAYLOAD);
+  CHECK(g_n == 1 && is_error(0, EMN_E_SEQUENCE, MAX_PAYLOAD), "gap must give ERROR sequence(expected)");
+  send_input(&app, 8, MAX_PAYLOAD, INPUT_BYTES + 1, image, MAX_PAYLOAD);
+  CHECK(g_n == 1 && is_error(0, EMN_E_WRONG_SIZE, INPUT_BYTES), "wrong total");
+  {
+    static uint8_t big[MAX_PAYLOAD + 1];
+    send_input(&app, 8, MAX_PAYLOAD, INPUT_BYTES, big, sizeof big);
+    CHECK(g_n == 1 && is_error(0, EMN_E_TOO_LARGE, MAX_PAYLOAD), "chunk > max_payload");
+  }
+  send_input(&app, 9, MAX_PAYLOAD, INPUT_BYTES, image, MAX_PAYLOAD);
+  CHECK(g_n == 1 && is_error(0, EMN_E_SEQUENCE, 0), "new id at offset != 0");
+
+  /* garbage on the line: one ERROR bad_crc, then the upload goes on */
+  {
+    static const uint8_t noise[] = {0x13, 0x37, 0xff, 0x42, 0x00};
+    feed(&app, noise, sizeof noise);
+    CHECK(g_n == 1 && is_error(0, EMN_E_BAD_CRC, 0), "garbage gave %d frames", g_n);
+    send_input(&app, 8, MAX_PAYLOAD, INPUT_BYTES, image + MAX_PAYLOAD, MAX_PAYLOAD);
+    CHECK(g_n == 1 && is_ack(0, 8, 2 * MAX_PAYLOAD), "upload after garbage");
+  }
+
+  /* unknown type -> unsupported; malformed payload -> malformed */
+  {
+    emn_writer w;
+    emn_writer_begin(&w, frame, sizeof frame, 0x55);
+    feed(&app, frame, emn_writer_end(&w));
+    CHECK(g_n == 1 && is_error(0, EMN_E_UNSUPPORTED, 0x55), "unknown type");
+    emn_writer_begin(&w, frame, sizeof frame, EMN_PING);
+    emn_writer_u8(&w, 1);
+    feed(&app, frame, emn_writer_end(&w));
+    CHECK(g_n == 1 && is_error(0, EMN_E_MALFORMED, EMN_PING), "short PING");
+  }
+
+  /* the model fails: ERROR runtime with its message */
+  g_fail_next = 1;
+  for (off = 2 * MAX_PAYLOAD; off < INPUT_BYTES; off += MAX_PAYLOAD) {
+    size_t n = INPUT_BYTES - off < MAX_PAYLOAD ? INPUT_BYTES - off : MAX_PAYLOAD;
+    send_input(&app, 8, off, INPUT_BYTES, image + off, n);
+  }
+  CHECK(g_n == 2 && is_ack(0, 8, INPUT_BYTES) && is_error(1, EMN_E_RUNTIME, 0), "invoke failure");
+
+  /* RESET: INFO with a new nonce; the new session forgets results */
+  {
+    emn_get_result g;
+    feed(&app, frame, emn_encode_reset(frame, sizeof frame));
+    f = as_frame(&g_replies[0]);
+    CHECK(g_n == 1 && emn_unpack_info(&f, &info) == EMN_OK && info.boot_nonce == 0xBEEF0002u, "RESET");
+    g.id = 7;
+    feed(&app, frame, emn_encode_get_result(&g, frame, sizeof frame));
+    CHECK(g_n == 1 && is_error(0, EMN_E_UNKNOWN_ID, 0), "results survive a RESET");
+  }
+
+  /* a cycle counter that missed its wraps during the inference: corrected from the microsecond timer */
+  g_miss_wraps = 1;
+  for (off = 0; off < INPUT_BYTES; off += MAX_PAYLOAD) {
+    size_t n = INPUT_BYTES - off < MAX_PAYLOAD ? INPUT_BYTES - off : MAX_PAYLOAD;
+    send_input(&app, 20, off, INPUT_BYTES, image + off, n);
+  }
+  {
+    emn_result r;
+    uint32_t layers[1];
+    emn_topk_entry topk[1];
+    r.layer_us = layers;
+    r.layer_cap = 1;
+    r.topk = topk;
+    r.topk_cap = 1;
+    f = as_frame(&g_replies[1]);
+    CHECK(g_n == 2 && emn_unpack_result(&f, &r) == EMN_OK && r.cycles == 123456789012ull,
+          "missed counter wraps not corrected");
+  }
+
+  printf("%d checks, %d failed\n", g_checks, g_failures);
+  return g_failures ? 1 : 0;
+}

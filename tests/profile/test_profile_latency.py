@@ -1,0 +1,90 @@
+"""Latency model: held-out published figures within ±35%, Edge TPU cache and CPU fallback."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from edgemnv2.profile.cost import graph_costs
+from edgemnv2.profile.devices import load_device
+from edgemnv2.profile.graph import Layer, ModelGraph
+from edgemnv2.profile.latency import estimate
+from edgemnv2.profile.spec import mobilenet_v1_graph, mobilenet_v2_graph
+
+
+def total_ms(graph: ModelGraph, key: str) -> float:
+    return estimate(graph, graph_costs(graph), load_device(key)).total_ms
+
+
+# Held-out rows (never used to set a profile value; see benchmarks/latency_calibration.py).
+HELD_OUT = [
+    ("rpi4", lambda: mobilenet_v2_graph(1.0, 224, dtype="float32"), 46.0),        # XNNPACK README 2022
+    ("rpi4", lambda: mobilenet_v1_graph(1.0, 224, dtype="float32"), 75.0),        # XNNPACK README 2020
+    ("coral-usb", lambda: mobilenet_v1_graph(1.0, 224), 2.4),                     # coral.ai benchmarks
+    ("coral-devboard", lambda: mobilenet_v1_graph(1.0, 224), 2.4),
+    ("stm32h7", lambda: mobilenet_v2_graph(0.35, 224), 313.92),                   # ST model zoo
+    ("stm32h7", lambda: mobilenet_v2_graph(1.0, 224), 1106.64),
+    ("stm32h7", lambda: mobilenet_v2_graph(1.4, 224), 2010.66),
+    ("esp32-s3", lambda: mobilenet_v1_graph(0.25, 96, classes=2, channels=1), 54.0),  # esp-tflite-micro README
+]
+
+
+@pytest.mark.parametrize("key,graph,published", HELD_OUT, ids=[f"{k}-{p}" for k, _, p in HELD_OUT])
+def test_held_out_published_latency_within_35_percent(key, graph, published):
+    assert total_ms(graph(), key) == pytest.approx(published, rel=0.35)
+
+
+def test_fitted_rows_are_reproduced():
+    assert total_ms(mobilenet_v2_graph(1.0, 224), "rpi4") == pytest.approx(17.0, rel=0.05)
+    assert total_ms(mobilenet_v2_graph(1.0, 224, 1001), "coral-usb") == pytest.approx(2.6, rel=0.05)
+
+
+def test_latency_grows_with_work_and_falls_with_clock():
+    small, large = mobilenet_v2_graph(0.35, 96), mobilenet_v2_graph(1.0, 224)
+    assert total_ms(small, "stm32h7") < total_ms(large, "stm32h7")
+    device = load_device("stm32h7")
+    faster = dataclasses.replace(device, clock_mhz=800)
+    graph = mobilenet_v2_graph(0.35, 128)
+    assert estimate(graph, graph_costs(graph), faster).total_ms < estimate(graph, graph_costs(graph), device).total_ms
+
+
+def test_edgetpu_streams_parameters_beyond_the_cache():
+    small = estimate(g := mobilenet_v2_graph(1.0, 224), graph_costs(g), load_device("coral-usb"))
+    assert small.edgetpu.streamed_bytes == 0
+    big = mobilenet_v2_graph(1.4, 224, classes=5000)  # ~12 MB of parameters
+    result = estimate(big, graph_costs(big), load_device("coral-usb"))
+    assert result.edgetpu.streamed_bytes == result.edgetpu.parameter_bytes - result.edgetpu.parameter_cache_bytes > 0
+    assert result.edgetpu.stream_ms > 10
+    assert any("stream" in note for note in result.notes)
+
+
+def test_edgetpu_float_op_and_everything_after_fall_back_to_cpu():
+    graph = mobilenet_v2_graph(0.35, 96)
+    layers = list(graph.layers)
+    layers[-1] = dataclasses.replace(layers[-1], dtype="float32")  # a float softmax at the end
+    graph = dataclasses.replace(graph, layers=tuple(layers))
+    result = estimate(graph, graph_costs(graph), load_device("coral-usb"))
+    assert [t.unit for t in result.layers][-1] == "cpu"
+    assert all(t.unit == "edgetpu" for t in result.layers[:-1])
+    assert result.edgetpu.cpu_fallback_ops and "float32" in result.edgetpu.cpu_fallback_ops[0]
+
+
+def test_unknown_op_is_marked_not_estimated():
+    graph = mobilenet_v2_graph(0.35, 96)
+    odd = Layer(index=len(graph.layers), name="mystery", op="UNKNOWN(CUSTOM my-op)", tflite_op="CUSTOM:my-op",
+                known=False, input_shape=(1, 1000), output_shape=(1, 1000))
+    graph = dataclasses.replace(graph, layers=graph.layers + (odd,))
+    result = estimate(graph, graph_costs(graph), load_device("rpi4"))
+    assert result.layers[-1].ms is None and result.layers[-1].bound == "unknown"
+    assert result.total_ms is not None and any("CUSTOM:my-op" in n for n in result.notes)
+
+
+def test_edgetpu_fallback_uses_the_edgetpu_op_rules(dynamic_mnv2_035_96):
+    """A float-activation model: the op rules (deploy/edgetpu_ops.toml) put the first op and all after on the CPU."""
+    from edgemnv2.profile import profile
+
+    [report] = profile(dynamic_mnv2_035_96, device="coral-usb")
+    assert report.edgetpu.cpu_fallback_ops and report.edgetpu.cpu_fallback_ops[0].startswith("0:")
+    assert all(row.unit == "cpu" for row in report.layers)
+    assert any("fall back to the host CPU" in note for note in report.notes)
