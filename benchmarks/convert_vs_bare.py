@@ -88,7 +88,7 @@ def main() -> None:
         sizes = (Path(tmp, "ours.tflite").stat().st_size, Path(tmp, "bare.tflite").stat().st_size)
 
     ratio = min(ours) / min(bare)
-    print(f"model     MobileNetV2 {args.alpha:g}/{args.resolution}, weights {Path(weights).name}, "
+    print(f"model     MobileNetV2 {float(args.alpha)}/{args.resolution}, weights {Path(weights).name}, "
           f"{count} calibration images from {calib}")
     print(f"bare      tf.lite.TFLiteConverter script  {min(bare):7.2f} s  (best of {args.repeats}; {sizes[1]} bytes)")
     print(f"ours      edgemnv2 convert               {min(ours):7.2f} s  (best of {args.repeats}; {sizes[0]} bytes, "

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemnv2 import __version__, data, models
+from edgemnv2 import __version__, data, models, quantization
 from edgemnv2.errors import ConversionError, InputError
 from edgemnv2.models import ModelSource, ModelSpec
 
@@ -44,6 +44,12 @@ class ConvertOptions:
     seed: int = 0
     output: Path | None = None  # None: <model name>_<quantize>.tflite in the current folder
     crop_fraction: float | None = 0.875
+    # quantization beyond the converter's defaults (edgemnv2.quantization, issue 6)
+    calibration_method: str = "minmax"  # minmax | percentile | mse activation ranges
+    per_tensor: bool = False  # per-tensor instead of per-channel weights
+    equalize: bool = False  # cross-layer equalization (ReLU6-aware) before calibration
+    bias_correction: bool = False  # empirical bias correction from the calibration images
+    int16_activations: str | None = None  # "all": 16x8 mode (int16 activations, int8 weights)
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
@@ -60,6 +66,7 @@ class ConvertOptions:
             self.calibration = Path(self.calibration)
         if self.output is not None:
             self.output = Path(self.output)
+        quantization.check_options(self)
 
 
 @dataclass
@@ -85,6 +92,7 @@ class ConvertJob:
     summary: TFLiteSummary | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     result: ConvertResult | None = None
+    quantization: dict[str, Any] = field(default_factory=dict)  # what edgemnv2.quantization's stages did
 
 
 @dataclass
@@ -179,7 +187,7 @@ def run_converter(job: ConvertJob) -> None:
 def verify(job: ConvertJob) -> None:
     """Summarise the flatbuffer; for int8, refuse any op that is not fully integer."""
     assert job.tflite is not None
-    job.summary = summarize_tflite(job.tflite)
+    job.summary = summarize_tflite(job.tflite, quantization.integer_types(job.options))
     if job.options.quantize == "int8":
         bad = job.summary.non_integer_ops
         if bad:
@@ -201,7 +209,8 @@ def write_outputs(job: ConvertJob, started: float) -> None:
 
 
 STAGES: list[Callable[[ConvertJob], None]] = [check_output, list_calibration, build_model, load_calibration,
-                                             run_converter, verify]
+                                             quantization.transform_float_model, quantization.quantize_or_convert,
+                                             verify, quantization.write_float_twin]
 
 
 def convert(source: ModelSource, options: ConvertOptions | None = None, progress: bool = False) -> ConvertResult:
@@ -317,6 +326,7 @@ def build_sidecar(job: ConvertJob, wall_time_s: float) -> dict[str, Any]:
         "versions": {"edgemnv2": __version__, "tensorflow": tf.__version__, "numpy": np.__version__},
         "wall_time_s": round(wall_time_s, 3),
         "stage_seconds": job.stage_seconds,
+        "quantization": job.quantization or None,
     }
 
 

@@ -26,7 +26,7 @@ COMMANDS: dict[str, str] = {
     "export": "edgemnv2.cli.export:export_cmd",
     "edgetpu": "edgemnv2.cli.deploy:edgetpu_group",
     "deploy": "edgemnv2.cli.deploy:deploy_cmd",
-    "flash": "edgemnv2.cli.deploy:flash_cmd",
+    "flash": "edgemnv2.cli.flash:flash_cmd",
 }
 
 

@@ -10,6 +10,28 @@ from edgemnv2.cli.options import emit_json, json_option, progress_enabled
 from edgemnv2.convert import IO_TYPES, QUANTIZE_MODES, ConvertOptions, ConvertResult, convert
 from edgemnv2.errors import InputError
 from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec, UserModel
+from edgemnv2.quantization import CALIBRATION_METHODS
+
+
+def quantization_options(func):  # type: ignore[no-untyped-def]
+    """Options of quantization beyond the converter's defaults (docs/quantization.md has measurements)."""
+    options = [
+        click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default="minmax",
+                     show_default=True, help="Activation ranges: converter min/max, a 99.999th percentile, "
+                                             "or the range minimising quantization MSE."),
+        click.option("--per-tensor", is_flag=True,
+                     help="One weight scale per tensor (for NPUs/kernels without per-channel support)."),
+        click.option("--equalize", is_flag=True,
+                     help="Cross-layer equalization (ReLU6-aware, batch norm folded) before calibration."),
+        click.option("--bias-correction", is_flag=True,
+                     help="Correct the bias shift that weight rounding causes, measured on the calibration images."),
+        click.option("--int16-activations", default=None, metavar="all",
+                     help="16x8 mode: int16 activations, int8 weights, for the whole graph (TF 2.21 cannot "
+                          "mix it per layer); needs --io float32."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 @click.command("convert")
@@ -35,10 +57,13 @@ from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec, UserModel
 @click.option("--num-calibration", type=int, default=100, show_default=True,
               help="Calibration images to use (seeded choice when the folder has more).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration choice.")
+@quantization_options
 @json_option
 def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weights_dir: Path | None,
                 model_path: Path | None, quantize: str, io: str | None, output: Path | None,
-                calibration: Path | None, num_calibration: int, seed: int, as_json: bool) -> None:
+                calibration: Path | None, num_calibration: int, seed: int, calibration_method: str,
+                per_tensor: bool, equalize: bool, bias_correction: bool, int16_activations: str | None,
+                as_json: bool) -> None:
     """Convert MobileNetV2 (or your Keras model) to TFLite; int8 by default, verified fully integer.
 
     \b
@@ -55,7 +80,9 @@ def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weigh
         source = ModelSpec(1.0 if alpha is None else alpha, 224 if resolution is None else resolution,
                            weights, weights_dir)
     options = ConvertOptions(quantize=quantize, io=io, calibration=calibration, num_calibration=num_calibration,
-                             seed=seed, output=output)
+                             seed=seed, output=output, calibration_method=calibration_method,
+                             per_tensor=per_tensor, equalize=equalize, bias_correction=bias_correction,
+                             int16_activations=int16_activations)
     result = convert(source, options, progress=progress_enabled())
     if as_json:
         emit_json({"output": result.output, "sidecar": result.sidecar_path, **result.sidecar})
@@ -72,6 +99,11 @@ def render_text(result: ConvertResult) -> str:
              f"  input  {io_in['dtype']} {io_in['shape']}" + _qparams(io_in),
              f"  output {io_out['dtype']} {io_out['shape']}" + _qparams(io_out),
              "  ops    " + ", ".join(f"{name} {count}" for name, count in s["ops"].items())]
+    q = s.get("quantization") or {}
+    if q.get("method"):
+        lines.append(f"  quantization {q['weights']} weights, {q['activations']} activations, {q['method']} ranges "
+                     f"({q['ranges_changed']}/{q['ranges_recorded']} ranges changed)"
+                     + (", equalized" if "equalize" in q else "") + (", bias-corrected" if "bias_correction" in q else ""))
     if s["calibration"]:
         c = s["calibration"]
         lines.append(f"  calibration {c['count']} images from {c['folder']}"

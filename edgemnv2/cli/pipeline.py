@@ -1,0 +1,57 @@
+"""`edgemnv2 run`: the main job (convert + validate + profile) in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgemnv2.cli.convert import render_text as render_conversion
+from edgemnv2.cli.options import emit_json, json_option, progress_enabled, to_jsonable
+from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec
+from edgemnv2.pipeline import run_pipeline
+from edgemnv2.profile.report import render_comparison, render_table
+from edgemnv2.validate import render_text as render_validation
+
+
+@click.command("run")
+@click.option("--alpha", type=click.Choice([f"{a:g}" for a in ALPHAS]), default="1", show_default=True,
+              help="Width multiplier of MobileNetV2.")
+@click.option("--resolution", type=click.Choice([str(r) for r in RESOLUTIONS]), default="224", show_default=True,
+              help="Input size.")
+@click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|none|PATH",
+              help="ImageNet weights (offline first: ../shared/models), random weights, or a weights file.")
+@click.option("--weights-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder holding Keras's weight files by their own names.")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="Calibration images (default ../shared/data/imagenet-calib).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Validation images (default: the calibration images).")
+@click.option("--device", default="rpi4", show_default=True, help="Device profile(s) to profile for, or 'all'.")
+@click.option("--out-dir", type=click.Path(path_type=Path), default=Path("out"), show_default=True,
+              help="Where the .tflite and its sidecar are written.")
+@click.option("--min-agreement", type=click.FloatRange(0, 100), default=97.0, show_default=True,
+              help="Fail (exit 3) when int8-vs-float top-1 agreement is below this percentage.")
+@json_option
+def run_cmd(alpha: str, resolution: str, weights: str, weights_dir: Path | None, calibration: Path | None,
+            data: Path | None, device: str, out_dir: Path, min_agreement: float, as_json: bool) -> None:
+    """Convert MobileNetV2 to int8, validate it against the float model, and profile it for a device.
+
+    With no options: MobileNetV2 1.0/224, ImageNet weights and calibration images from ../shared,
+    validated on those images, profiled for a Raspberry Pi 4.
+    """
+    spec = ModelSpec(float(alpha), int(resolution), weights, weights_dir)
+    report = run_pipeline(spec, out_dir=out_dir, calibration=calibration, data=data, device=device,
+                          min_agreement=min_agreement, progress=progress_enabled())
+    if as_json:
+        emit_json({"conversion": {"output": report.conversion.output, **report.conversion.sidecar},
+                   "validation": {**to_jsonable(report.validation), "passed": report.validation.passed},
+                   "profiles": report.profiles})
+    else:
+        click.echo("== convert\n" + render_conversion(report.conversion))
+        click.echo("\n== validate\n" + render_validation(report.validation))
+        profiles = report.profiles
+        body = render_table(profiles[0]) if len(profiles) == 1 else render_comparison(profiles)
+        click.echo("\n== profile\n" + body)
+    report.validation.raise_for_gates()
+
