@@ -6,12 +6,12 @@ and so other backends (quantization tools) can sit beside it with the same signa
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from edgemnv2.runtime import silenced_output
 
 QUANTIZE_MODES = ("int8", "float16", "dynamic", "none")
 IO_TYPES = ("int8", "uint8", "float32")
@@ -46,31 +46,6 @@ def make_converter(model: Any, quantize: str, io: str, calibration: np.ndarray |
         converter.inference_input_type = io_dtype
         converter.inference_output_type = io_dtype
     return converter
-
-
-@contextlib.contextmanager
-def silenced_output(enabled: bool = True) -> Iterator[None]:
-    """Send fd 1 and 2 to /dev/null: Keras's export prints to stdout and MLIR logs from C++ to stderr."""
-    if not enabled:
-        yield
-        return
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
 
 
 def convert_keras(model: Any, quantize: str = "int8", io: str = "int8",

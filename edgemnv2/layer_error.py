@@ -46,6 +46,7 @@ class LayerError:
 class LayerReport:
     images: int
     layers: list[LayerError]  # in graph order
+    float_model: str = ""  # where the float twin came from
 
     def worst(self, count: int | None = None) -> list[LayerError]:
         """Layers that lose the most SQNR themselves, worst first."""
@@ -157,8 +158,8 @@ def compare_layers(float_model: bytes, quant_model: bytes, images: np.ndarray) -
 
 def render_table(report: LayerReport, count: int | None = None) -> str:
     """Worst layers first: the SQNR each one loses, its accumulated SQNR and relative error."""
-    rows = [f"per-layer error on {report.images} image(s), worst first "
-            f"(lost = SQNR this layer adds to the error, dB)",
+    rows = [f"per-layer error on {report.images} image(s) against {report.float_model or 'the float model'}, "
+            "worst first (lost = SQNR this layer adds to the error, dB)",
             f"{'#':>4} {'op':<18} {'layer':<34} {'dtype':<6} {'lost dB':>8} {'SQNR dB':>8} {'rel err':>8}"]
     for layer in report.worst(count):
         rows.append(f"{layer.index:>4} {layer.op:<18} {layer.short_name[:34]:<34} {layer.dtype:<6} "
@@ -189,3 +190,49 @@ def plot(report: LayerReport, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def float_twin(model_path: Path, reference: Any = None, weights_dir: Path | None = None) -> tuple[bytes, str]:
+    """The float TFLite model to compare with, and where it came from.
+
+    Convert keeps the float model it quantized as `<model>.float.tflite` when it transformed the
+    float model (equalization, bias correction); otherwise the Keras reference is converted to float
+    TFLite (same converter, so the same tensor names).
+    """
+    from edgemnv2 import models
+    from edgemnv2.convert import read_sidecar
+    from edgemnv2.validate import resolve_reference
+
+    model_path = Path(model_path)
+    sidecar = read_sidecar(model_path) or {}
+    twin_name = (sidecar.get("quantization") or {}).get("float_twin")
+    if twin_name and reference is None:
+        twin = model_path.with_name(twin_name)
+        if not twin.is_file():
+            raise ModelError(f"{model_path.name}'s sidecar names its float model {twin_name}, which is missing "
+                             f"beside it; re-run convert or pass --reference (layers rescaled by --equalize "
+                             "then show as errors)")
+        return twin.read_bytes(), str(twin)
+    source = resolve_reference(model_path, reference, weights_dir)
+    from edgemnv2_converters.keras_to_tflite import convert_keras
+
+    keras_model = models.load_keras_model(source)
+    return bytes(convert_keras(keras_model, "none", "float32", None)), f"{source.name} (converted to float TFLite)"
+
+
+def per_layer(model_path: Path, reference: Any = None, data: Path | None = None, *, limit: int = 10,
+              seed: int = 0, crop_fraction: float | None = 0.875, weights_dir: Path | None = None) -> LayerReport:
+    """Per-layer error of a quantized .tflite against its float twin on `limit` images of `data`."""
+    from edgemnv2 import data as data_mod
+    from edgemnv2 import runtime
+
+    model_path = Path(model_path)
+    quant = runtime.check_tflite_file(model_path)
+    resolution = int(runtime.open_model(model_path).input.shape[1])
+    if data is None:
+        from edgemnv2.paths import shared_calibration_dir
+
+        data = shared_calibration_dir()
+    images = data_mod.load_images(Path(data), resolution, limit=limit, seed=seed, crop_fraction=crop_fraction)
+    twin, origin = float_twin(model_path, reference, weights_dir)
+    return dataclasses.replace(compare_layers(twin, quant, images.images), float_model=origin)

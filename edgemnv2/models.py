@@ -118,7 +118,7 @@ def _find_in(folder: Path, alpha: float, resolution: int) -> Path | None:
     for other in sorted(RESOLUTIONS, key=lambda r: abs(r - resolution)):
         candidate = folder / weights_filename(alpha, other)
         if candidate.is_file():
-            note = (f"note: using {candidate} for MobileNetV2 {alpha:g}/{resolution} "
+            note = (f"note: using {candidate} for MobileNetV2 {float(alpha)}/{resolution} "
                     "(weights do not depend on the resolution)")
             if note not in _notes_given:
                 _notes_given.add(note)
@@ -186,7 +186,7 @@ def import_keras() -> Any:
 
     if "keras" in sys.modules:
         return sys.modules["keras"]
-    from edgemnv2_converters.keras_to_tflite import silenced_output
+    from edgemnv2.runtime import silenced_output
 
     with silenced_output(not logging.getLogger().isEnabledFor(logging.INFO)):
         import keras

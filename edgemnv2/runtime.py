@@ -6,7 +6,12 @@ The same inference code must run on a Raspberry Pi that has only `ai-edge-litert
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,31 @@ class TensorInfo:
     @property
     def quantized(self) -> bool:
         return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+
+
+@contextlib.contextmanager
+def silenced_output(enabled: bool = True) -> Iterator[None]:
+    """Send fd 1 and 2 to /dev/null while native code runs: TensorFlow, Keras's export, MLIR and LiteRT
+    print start-up and progress lines from C++ that no log level turns off. Python exceptions still
+    propagate (they are printed after the descriptors are restored)."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
 
 
 def _interpreter_class(backend: str) -> tuple[str, Any]:
@@ -127,8 +157,10 @@ def open_model(path: Path, backend: str = "auto", num_threads: int | None = None
     content = check_tflite_file(path)
     name, interpreter_cls = _interpreter_class(backend)
     try:
-        interpreter = interpreter_cls(model_content=content, num_threads=num_threads)
-        interpreter.allocate_tensors()
+        # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" from C++; keep it for -v only
+        with silenced_output(not logging.getLogger().isEnabledFor(logging.INFO)):
+            interpreter = interpreter_cls(model_content=content, num_threads=num_threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path} cannot be loaded by {name}: {first}") from exc

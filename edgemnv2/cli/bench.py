@@ -106,7 +106,7 @@ def board_sim_cmd(model: Path, runtime: str, baud: int, fault_rate: float, seed:
     path = board.start()
     click.echo(path)
     sys.stdout.flush()
-    click.echo(f"board-sim: serving {model} with {board.runner.runtime} at "
+    click.echo(f"board-sim: serving {model} with {board.runner.runtime}, "
                f"{'unthrottled' if not baud else f'{baud} baud'} on {path} (Ctrl-C to stop)", err=True)
     try:
         stop.wait()

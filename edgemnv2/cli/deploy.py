@@ -19,10 +19,11 @@ def edgetpu_group() -> None:
 
 
 def _render_report(report, show_ops: bool) -> None:
-    from edgemnv2.deploy.edgetpu import _mib
+    from edgemnv2.deploy.edgetpu import format_mib
 
     click.echo(f"Model:       {report.model}")
-    click.echo(f"Checked by:  {report.source}" + (" (already compiled model)" if report.compiled and report.source != "edgetpu_compiler" else ""))
+    compiled_note = " (already compiled model)" if report.compiled and report.source != "edgetpu_compiler" else ""
+    click.echo(f"Checked by:  {report.source}{compiled_note}")
     if report.ops:
         tpu = Counter(p.op for p in report.ops if p.device == "tpu")
         cpu = Counter(p.op for p in report.ops if p.device == "cpu")
@@ -39,7 +40,8 @@ def _render_report(report, show_ops: bool) -> None:
         where = f"#{report.first_cpu_index} " if report.first_cpu_index is not None else ""
         click.echo(f"First CPU op: {where}{report.first_cpu_op}: {report.first_cpu_reason}")
     fits = {True: "fits", False: "does NOT fit", None: "decided by the compiler"}[report.fits_cache]
-    click.echo(f"Parameters:  {_mib(report.parameter_bytes)} vs {_mib(report.cache_bytes)} on-chip cache ({fits})")
+    click.echo(f"Parameters:  {format_mib(report.parameter_bytes)} vs {format_mib(report.cache_bytes)} "
+               f"on-chip cache ({fits})")
     for note in report.notes:
         click.echo(f"Note:        {note}")
     click.echo(f"Verdict:     {report.verdict}")

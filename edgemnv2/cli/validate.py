@@ -31,10 +31,17 @@ from edgemnv2.validate import render_text, validate
 @click.option("--per-image", is_flag=True, help="Include one row per image in the JSON report.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="Also write the JSON report to this file.")
+@click.option("--per-layer", is_flag=True,
+              help="Also report SQNR / relative error of every layer against the float model, worst first.")
+@click.option("--per-layer-images", type=click.IntRange(1), default=10, show_default=True,
+              help="Images for --per-layer (every tensor of both models is kept per image).")
+@click.option("--plot", type=click.Path(path_type=Path), default=None,
+              help="With --per-layer: save a per-layer SQNR chart to this PNG (needs matplotlib).")
 @json_option
 def validate_cmd(model: Path, reference: str | None, weights_dir: Path | None, data: Path | None,
                  limit: int | None, seed: int, max_top1_drop: float | None, min_agreement: float | None,
-                 per_image: bool, output: Path | None, as_json: bool) -> None:
+                 per_image: bool, output: Path | None, per_layer: bool, per_layer_images: int,
+                 plot: Path | None, as_json: bool) -> None:
     """Compare MODEL (.tflite) with its float reference: accuracy, agreement, KL, output error.
 
     \b
@@ -43,10 +50,25 @@ def validate_cmd(model: Path, reference: str | None, weights_dir: Path | None, d
     """
     if output is not None:
         ensure_writable(output, example="report.json")  # before minutes of inference, not after
+    if plot is not None:
+        if not per_layer:
+            raise InputError("--plot draws the per-layer report; add --per-layer")
+        ensure_writable(plot, example="layers.png")
     report = validate(model, reference, data, limit=limit, seed=seed, max_top1_drop=max_top1_drop,
                       min_agreement=min_agreement, per_image=per_image, weights_dir=weights_dir,
                       progress=progress_enabled())
+    layers = None
+    if per_layer:
+        from edgemnv2 import layer_error
+
+        layers = layer_error.per_layer(model, reference, data, limit=per_layer_images, seed=seed,
+                                       weights_dir=weights_dir)
+        if plot is not None:
+            layer_error.plot(layers, plot)
     payload = {**to_jsonable(report), "passed": report.passed}
+    if layers is not None:
+        payload["per_layer"] = {"images": layers.images, "float_model": layers.float_model,
+                                "worst_first": to_jsonable(layers.worst())}
     if output is not None:
         try:
             output.write_text(json.dumps(payload, indent=2) + "\n")
@@ -56,4 +78,10 @@ def validate_cmd(model: Path, reference: str | None, weights_dir: Path | None, d
         emit_json(payload)
     else:
         click.echo(render_text(report))
+        if layers is not None:
+            from edgemnv2.layer_error import render_table
+
+            click.echo(render_table(layers, count=15))
+            if plot is not None:
+                click.echo(f"per-layer chart: {plot}")
     report.raise_for_gates()

@@ -78,6 +78,7 @@ class Op:
 class Graph:
     tensors: tuple[Tensor, ...]
     ops: tuple[Op, ...]
+    inputs: tuple[int, ...] = ()   # the subgraph's input tensors
 
     def inputs_of(self, op: Op) -> list[Tensor]:
         return [self.tensors[i] for i in op.inputs if i >= 0]
@@ -135,7 +136,8 @@ def read_graph(path: Path) -> Graph:
                           options=options, custom_options_bytes=op.CustomOptionsLength()))
     except Exception as exc:  # a truncated or corrupted flatbuffer raises anything from IndexError to struct.error
         raise ModelError(f"{path} is not a readable TFLite model ({type(exc).__name__}: {exc})") from exc
-    return Graph(tensors=tuple(tensors), ops=tuple(ops))
+    return Graph(tensors=tuple(tensors), ops=tuple(ops),
+                 inputs=tuple(int(x) for x in (sub.InputsAsNumpy() if sub.InputsLength() else ())))
 
 
 # ---------------------------------------------------------------- the rules: one function per constraint
@@ -400,6 +402,7 @@ class EdgeTpuRules:
     borderline_fraction: float
     cache_source: Source
     partition_source: Source
+    input_quantize_on_cpu: bool
     path: Path
 
 
@@ -425,7 +428,8 @@ def load_rules(path: Path = RULES_FILE) -> EdgeTpuRules:
     def known(names: list, key: str) -> tuple[str, ...]:
         for name in names:
             if name not in CHECKS:
-                raise DeviceProfileError(f"{path}: {key} names unknown check {name!r}; known: {', '.join(sorted(CHECKS))}")
+                raise DeviceProfileError(f"{path}: {key} names unknown check {name!r}; "
+                                         f"known: {', '.join(sorted(CHECKS))}")
         return tuple(names)
 
     try:
@@ -442,7 +446,7 @@ def load_rules(path: Path = RULES_FILE) -> EdgeTpuRules:
             general=known(general["checks"], "general.checks"), general_source=source(general, "general"),
             ops=ops, cache_bytes=int(cache["bytes"]), borderline_fraction=float(cache["borderline_fraction"]),
             cache_source=source(cache, "cache"), partition_source=source(data["partitioning"], "partitioning"),
-            path=path)
+            input_quantize_on_cpu=bool(data["partitioning"]["input_quantize_on_cpu"]), path=path)
     except KeyError as exc:
         raise DeviceProfileError(f"{path}: missing key {exc.args[0]!r}") from exc
 
@@ -476,7 +480,7 @@ class EdgeTpuReport:
     notes: tuple[str, ...] = ()
 
 
-def _mib(n: float) -> str:
+def format_mib(n: float) -> str:
     return f"{n / 2**20:.2f} MiB"
 
 
@@ -488,7 +492,7 @@ def check_model(path: Path, rules: EdgeTpuRules | None = None) -> EdgeTpuReport:
         return _compiled_report(Path(path), graph, rules)
 
     placements = place_ops(graph, rules)
-    first = next((p for p in placements if p.device == "cpu"), None)
+    first = next((p for p in placements if p.device == "cpu" and p.rule != "float_input_quantize"), None)
     tpu_indices = {p.index for p in placements if p.device == "tpu"}
     parameter_tensors = {i for op in graph.ops if op.index in tpu_indices for i in op.inputs
                          if i >= 0 and graph.tensors[i].data is not None}
@@ -515,6 +519,11 @@ def place_ops(graph: Graph, rules: EdgeTpuRules) -> list[Placement]:
     placements: list[Placement] = []
     first: Placement | None = None
     for op in graph.ops:
+        leading = not any(p.device == "tpu" for p in placements)
+        if rules.input_quantize_on_cpu and leading and _is_input_quantize(op, graph):
+            placements.append(Placement(op.index, op.kind, "cpu", "quantizes a float model input on the CPU before "
+                                        "the Edge TPU part (does not split the model)", "float_input_quantize"))
+            continue
         if first is not None:
             placements.append(Placement(op.index, op.kind, "cpu", "after the first CPU op (the compiler "
                                         "partitions the model once)"))
@@ -528,10 +537,16 @@ def place_ops(graph: Graph, rules: EdgeTpuRules) -> list[Placement]:
     return placements
 
 
+def _is_input_quantize(op: Op, graph: Graph) -> bool:
+    t = graph.tensors[op.inputs[0]] if op.inputs else None
+    return op.kind == "QUANTIZE" and t is not None and t.index in graph.inputs and t.dtype == TensorType.FLOAT32
+
+
 def _first_violation(op: Op, graph: Graph, rules: EdgeTpuRules) -> tuple[str | None, str | None]:
     rule = rules.ops.get(op.kind)
     if rule is None:
-        return f"{op.kind} is not in the Edge TPU's supported operations ({rules.general_source.url}#supported-operations)", "supported_operations"
+        return (f"{op.kind} is not in the Edge TPU's supported operations "
+                f"({rules.general_source.url}#supported-operations)"), "supported_operations"
     for name in rules.general + rule.checks:
         detail = CHECKS[name](op, graph)
         if detail is not None:
@@ -541,7 +556,8 @@ def _first_violation(op: Op, graph: Graph, rules: EdgeTpuRules) -> tuple[str | N
 
 def _verdict(tpu: int, cpu: int, first: Placement | None, parameter_bytes: int, fits: bool,
              rules: EdgeTpuRules) -> str:
-    cache = f"parameters {_mib(parameter_bytes)} {'fit' if fits else 'exceed'} the {_mib(rules.cache_bytes)} on-chip cache"
+    cache = (f"parameters {format_mib(parameter_bytes)} {'fit' if fits else 'exceed'} "
+             f"the {format_mib(rules.cache_bytes)} on-chip cache")
     if first is None:
         return f"all {tpu} ops can run on the Edge TPU; {cache}"
     if tpu == 0:
@@ -560,7 +576,7 @@ def _compiled_report(path: Path, graph: Graph, rules: EdgeTpuRules) -> EdgeTpuRe
     executable = sum(op.custom_options_bytes for op in graph.ops if op.kind == EDGETPU_CUSTOM_OP)
     verdict = (f"already compiled for the Edge TPU: {len(tpu)} {EDGETPU_CUSTOM_OP}"
                + (f", {len(cpu)} ops left on the CPU" if cpu else ", nothing left on the CPU")
-               + f"; executable {_mib(executable)}")
+               + f"; executable {format_mib(executable)}")
     return EdgeTpuReport(model=str(path), compiled=True, tpu_ops=len(tpu), cpu_ops=len(cpu),
                          first_cpu_op=first.op if first else None, first_cpu_index=first.index if first else None,
                          first_cpu_reason=first.reason if first else None, parameter_bytes=executable,
@@ -641,7 +657,7 @@ def report_from_log(model: Path, log: CompilerLog, rules: EdgeTpuRules | None = 
     tpu, cpu = log.tpu_ops or 0, log.cpu_ops or 0
     verdict = (f"compiled: {tpu} of {tpu + cpu} ops on the Edge TPU"
                + (f", first CPU op type {first[0]} ({first[1]})" if first else "")
-               + f"; {_mib(on_chip)} cached on chip, {_mib(off_chip)} streamed from host memory")
+               + f"; {format_mib(on_chip)} cached on chip, {format_mib(off_chip)} streamed from host memory")
     return EdgeTpuReport(model=str(model), compiled=True, tpu_ops=tpu, cpu_ops=cpu,
                          first_cpu_op=first[0] if first else None, first_cpu_index=None,
                          first_cpu_reason=first[1] if first else None, parameter_bytes=on_chip + off_chip,

@@ -51,7 +51,7 @@ def _strings(b: flatbuffers.Builder, *values: str | None) -> list[int | None]:
 
 
 def _table(b: flatbuffers.Builder, fields: dict[int, tuple[str, object]]) -> int:
-    """Write one table: slot -> ("offset"|"uint8"|"uint32"|"int32"|"float32", value); None values skipped."""
+    """Write one table: slot -> ("offset"|"uint8"|"uint32", value); None values are left out."""
     b.StartObject(max(fields) + 1 if fields else 0)
     for slot, (kind, value) in sorted(fields.items(), reverse=True):
         if value is None:
@@ -59,9 +59,9 @@ def _table(b: flatbuffers.Builder, fields: dict[int, tuple[str, object]]) -> int
         if kind == "offset":
             b.PrependUOffsetTRelativeSlot(slot, value, 0)
         elif kind == "uint8":
-            b.PrependUint8Slot(slot, value, 0xFF)   # never equal to the default: always written
+            b.PrependUint8Slot(slot, value, 0)
         elif kind == "uint32":
-            b.PrependUint32Slot(slot, value, 0xFFFFFFFF)
+            b.PrependUint32Slot(slot, value, 0)
     return b.EndObject()
 
 
@@ -103,6 +103,7 @@ class MetadataSpec:
 def build_metadata(spec: MetadataSpec) -> bytes:
     """The ModelMetadata flatbuffer (root type of metadata_schema.fbs), finished with identifier M001."""
     b = flatbuffers.Builder(1024)
+    b.ForceDefaults(True)   # every field given is written, even when it equals the schema default
     # input tensor: image content, normalization, stats
     size = _table(b, {0: ("uint32", spec.input_width), 1: ("uint32", spec.input_height)})
     image_props = _table(b, {0: ("uint8", _RGB), 1: ("offset", size)})
@@ -204,7 +205,8 @@ class MetadataInfo:
 
 def _tensor_info(v: _View) -> TensorMetadataInfo:
     content = v.table(3)
-    kind = {0: "none", _CONTENT_FEATURE: "feature", _CONTENT_IMAGE: "image"}.get(content.uint8(0) if content else 0, "other")
+    kinds = {0: "none", _CONTENT_FEATURE: "feature", _CONTENT_IMAGE: "image"}
+    kind = kinds.get(content.uint8(0) if content else 0, "other")
     size = None
     if kind == "image":
         props = content.table(1)

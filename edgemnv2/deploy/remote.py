@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -288,26 +289,35 @@ def deploy(config: DeployConfig, dry_run: bool = False, echo: Echo = _stderr_ech
     for argv in conn.copy_argv(files, dest):
         run(argv, f"copy {len(files)} files")
 
-    probe = run(conn.run_argv([config.python, "-c", target.runtime_probe]), "check the TFLite runtime", check=False)
+    probe_argv = conn.run_argv([config.python, "-c", target.runtime_probe])
+    installs = [[config.python if part == "{python}" else part for part in cmd] for cmd in target.install]
+    probe = run(probe_argv, "check the TFLite runtime", check=False)
+    if probe is not None and probe.returncode == 255 and not use_mdt:
+        raise run.failure(probe, "check the TFLite runtime")   # ssh itself failed, not the import
     if probe is not None and probe.returncode == 0:
         result.runtime = "already installed"
     elif not config.install:
         if not dry_run:
             raise DeployError(f"no TFLite runtime imports with {config.python} on {config.host} and --no-install "
-                              f"was given: install one (e.g. {shlex.join(target.install[0]).format(python=config.python)}) "
-                              "or drop --no-install")
+                              f"was given: install one ({shlex.join(installs[0])}) or drop --no-install")
         result.runtime = "skipped (--no-install)"
     else:
         if dry_run:
             echo("# only when the check above fails:")
-        for cmd in target.install:
-            argv = [config.python if part == "{python}" else part for part in cmd]
+        for argv in installs:
             proc = run(conn.run_argv(argv), "install the TFLite runtime", check=False)
             if proc is not None and proc.returncode != 0:
                 hint = (" (the system Python is externally managed: make a venv on the board and pass "
                         "--python VENV/bin/python)") if "externally-managed" in (proc.stderr or "") else ""
                 raise DeployError(f"installing the runtime failed on {config.host}: {_last_line(proc.stderr)}{hint}")
-        result.runtime = "installed" if not dry_run else "install (only when the check above fails)"
+        if dry_run:
+            result.runtime = "install (only when the check above fails)"
+        else:
+            recheck = run(probe_argv, "check the TFLite runtime again", check=False)
+            if recheck.returncode != 0:
+                raise DeployError(f"the runtime was installed on {config.host} but still does not import with "
+                                  f"{config.python}: {_last_line(recheck.stderr)}")
+            result.runtime = "installed"
 
     if config.systemd:
         dest_abs = dest
@@ -336,8 +346,6 @@ def deploy(config: DeployConfig, dry_run: bool = False, echo: Echo = _stderr_ech
 
 
 def _write_temp_unit(text: str) -> Path:
-    import tempfile
-
     folder = Path(tempfile.mkdtemp(prefix="edgemnv2-unit-"))
     path = folder / UNIT_NAME
     path.write_text(text)

@@ -191,7 +191,7 @@ class Streamer:
         self.info: p.Info | None = None
         self.retries = 0
         self.resets = 0
-        self.payload_bytes = 0
+        self.payload_bytes = 0  # input bytes the board acknowledged, each input counted once
         self.uploaded: set[int] = set()  # ids whose input the board acknowledged in full
         self.first_upload: float | None = None  # when the first measured (non-warm-up) upload began
         self.slowest_s = 0.0  # slowest on-device inference seen, for the result deadline
@@ -306,6 +306,7 @@ class Streamer:
                     upload.deadline = now + self.ack_timeout
                     if upload.acked == len(upload.data):
                         self.uploaded.add(upload.id)
+                        self.payload_bytes += len(upload.data)
                         awaiting[upload.id] = [now - upload.started, now + self._result_wait(len(awaiting) + 1)]
                         upload = None
             elif isinstance(msg, p.Result):
@@ -337,7 +338,6 @@ class Streamer:
         while upload.sent < total and -(-(upload.sent - upload.acked) // info.max_payload) < info.window:
             end = min(upload.sent + info.max_payload, total)
             self.t.send(p.Input(upload.id, upload.sent, total, upload.data[upload.sent:end]))
-            self.payload_bytes += end - upload.sent
             upload.sent = end
 
     def _next_deadline(self, upload: _Upload | None, awaiting: OrderedDict[int, list[float]]) -> float:

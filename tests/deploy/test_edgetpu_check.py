@@ -137,3 +137,13 @@ def test_rules_catch_their_violations() -> None:
     assert edgetpu.CHECKS["static_shapes"](Op(0, "ADD", (6,), (6,), None, 0), g)
     float_in = Graph(tensors=(_t(0, (1, 4), dtype=0), _t(1, (1, 4))), ops=())
     assert "float32" in edgetpu.CHECKS["tensors_8bit"](Op(0, "QUANTIZE", (0,), (1,), None, 0), float_in)
+
+
+def test_float_input_quantize_stays_on_cpu_without_splitting_the_model() -> None:
+    """A float-I/O int8 model: the input QUANTIZE runs on the CPU, the int8 body on the TPU, DEQUANTIZE on the CPU."""
+    tensors = (_t(0, (1, 8, 8, 3), dtype=0), _t(1, (1, 8, 8, 3)), _t(2, (1, 8, 8, 3)), _t(3, (1, 8, 8, 3), dtype=0))
+    ops = (Op(0, "QUANTIZE", (0,), (1,), None, 0), Op(1, "ADD", (1, 1), (2,), None, 0),
+           Op(2, "DEQUANTIZE", (2,), (3,), None, 0))
+    placements = edgetpu.place_ops(Graph(tensors, ops, inputs=(0,)), edgetpu.load_rules())
+    assert [(p.device, p.rule) for p in placements] == [("cpu", "float_input_quantize"), ("tpu", None),
+                                                        ("cpu", "supported_operations")]

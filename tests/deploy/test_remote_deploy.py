@@ -126,3 +126,22 @@ def test_df_parsing() -> None:
     assert remote.parse_df(out) == 2048 * 1024
     with pytest.raises(DeployError):
         remote.parse_df("df: /nope: No such file or directory\n")
+
+
+def test_runtime_installed_once_then_detected(config: remote.DeployConfig, tmp_path) -> None:
+    """A board without the runtime: the check fails, pip runs, the check passes; the next deploy skips pip."""
+    marker = tmp_path / "runtime-installed"
+    board_python = tmp_path / "python"
+    board_python.write_text("#!/bin/sh\n"   # the board's python: pip 'installs' by creating the marker
+                            f'if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then touch {marker}; exit 0; fi\n'
+                            f'if [ "$1" = "-c" ]; then test -f {marker}; exit $?; fi\n'
+                            f'exec {sys.executable} "$@"\n')
+    board_python.chmod(0o755)
+    first = remote.deploy(dataclasses.replace(config, python=str(board_python)), echo=lambda _: None)
+    assert first.runtime == "installed" and any("pip install --user ai-edge-litert" in c for c in first.commands)
+    assert first.latency_ms is not None and first.latency_ms > 0
+    second = remote.deploy(dataclasses.replace(config, python=str(board_python)), echo=lambda _: None)
+    assert second.runtime == "already installed" and not any("pip" in c for c in second.commands)
+    marker.unlink()
+    with pytest.raises(DeployError, match=r"no TFLite runtime imports .* --no-install was given"):
+        remote.deploy(dataclasses.replace(config, python=str(board_python), install=False), echo=lambda _: None)

@@ -5,7 +5,6 @@
 #include "edgemnv2_config.h"
 #include "esp_cpu.h"
 #include "esp_random.h"
-#include "esp_task_wdt.h"
 #include "esp_timer.h"
 
 #define EMN_UART UART_NUM_0
@@ -25,8 +24,7 @@ void emn_board_init(uint32_t baud) {
   };
   uart_driver_install(EMN_UART, (int)EMN_UART_RX_BYTES, 0, 0, NULL, 0);
   uart_param_config(EMN_UART, &cfg);
-  /* the poll loop never blocks; let the idle task's watchdog ignore this task */
-  esp_task_wdt_deinit();
+  /* the poll loop never blocks, so the task watchdog is off in sdkconfig.defaults */
 }
 
 size_t emn_board_read(uint8_t *buf, size_t cap) {
