@@ -64,7 +64,7 @@ def input_means(model: Any, units: list[Unit], images: np.ndarray, batch: int = 
     sums = [np.zeros(u.conv.input.shape[-1], np.float64) for u in units]
     count = 0
     for start in range(0, len(images), batch):
-        results = probe(images[start:start + batch], training=False)
+        results = probe([images[start:start + batch]], training=False)
         results = results if isinstance(results, (list, tuple)) else [results]
         for i, r in enumerate(results):
             r = np.asarray(r, np.float64)

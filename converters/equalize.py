@@ -96,7 +96,7 @@ def preactivation_max(model: Any, units: list[Unit], images: np.ndarray, batch: 
     probe = keras.Model(model.inputs, outputs)
     maxima = [np.full(o.shape[-1], -np.inf, np.float64) for o in outputs]
     for start in range(0, len(images), batch):
-        results = probe(images[start:start + batch], training=False)
+        results = probe([images[start:start + batch]], training=False)
         results = results if isinstance(results, (list, tuple)) else [results]
         for i, r in enumerate(results):
             r = np.asarray(r)

@@ -224,18 +224,23 @@ def validate(model_path: Path, reference: ModelSource | str | None = None, data:
     abs_diff = np.abs(float_out - tflite_aligned)  # dequantized outputs, before any renormalisation
     float_top1, tflite_top1 = p.argmax(axis=1), q.argmax(axis=1)
     n = len(imageset.images)
+    # labels from another label space (e.g. ImageNet synsets for a 10-class model) cannot score accuracy
+    labelled = imageset.labelled and int(imageset.labels.max()) < float_out.shape[1]
+    if max_top1_drop is not None and not labelled:
+        raise InputError(f"--max-top1-drop: labels in {data} go up to {int(imageset.labels.max())} but the "
+                         f"model has {float_out.shape[1]} classes; use images labelled for this model")
 
     report = ValidationReport(
         model=str(model_path), reference=models.describe(source), data=str(Path(data).resolve()),
         backend=tfl.backend, images=n, skipped=[f"{f.name}: {why}" for f, why in imageset.skipped],
-        labelled=imageset.labelled, classes=int(float_out.shape[1]), dropped_background=dropped,
+        labelled=labelled, classes=int(float_out.shape[1]), dropped_background=dropped,
         input={"dtype": str(tfl.input.dtype), "scale": tfl.input.scale, "zero_point": tfl.input.zero_point},
         top1_agreement=100.0 * float(np.mean(float_top1 == tflite_top1)),
         mean_kl=float(np.mean(kl)), mean_abs_diff=float(np.mean(abs_diff)), max_abs_diff=float(np.max(abs_diff)),
         float_seconds=round(float_seconds, 3), tflite_seconds=round(tflite_seconds, 3),
         tflite_images_per_second=round(n / tflite_seconds, 2) if tflite_seconds > 0 else 0.0,
     )
-    if imageset.labelled:
+    if labelled:
         labels = imageset.labels
         report.float_top1 = 100.0 * float(np.mean(float_top1 == labels))
         report.tflite_top1 = 100.0 * float(np.mean(tflite_top1 == labels))

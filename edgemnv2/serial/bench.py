@@ -454,9 +454,10 @@ def run_bench(options: BenchOptions, on_result: Callable[[dict[str, Any]], None]
             raise InputError(f"{options.out} was written for other images (id {ident} is {record.get('file')}, "
                              f"now {files[ident]}): use another --out or drop --resume")
     todo = [i for i in range(len(files)) if i not in done]
-    if not options.resume:
+    try:
         options.out.parent.mkdir(parents=True, exist_ok=True)
-        options.out.write_text("")
+    except OSError as exc:
+        raise InputError(f"cannot create the folder of --out {options.out}: {exc.strerror or exc}") from None
 
     transport = Transport(options.port, options.baud)
     streamer = Streamer(transport, options.timeout, options.max_retries)
@@ -475,7 +476,10 @@ def run_bench(options: BenchOptions, on_result: Callable[[dict[str, Any]], None]
             on_start(len(todo))
         jobs = [(WARMUP_ID_BASE + k, raw_inputs[0].tobytes()) for k in range(options.warmup if todo else 0)]
         jobs += [(i, raw_inputs[i].tobytes()) for i in todo]
-        out_file = options.out.open("a")
+        try:  # truncated only now that a board answered, so a wrong --port loses no earlier results
+            out_file = options.out.open("a" if options.resume else "w")
+        except OSError as exc:
+            raise InputError(f"cannot write {options.out}: {exc.strerror or exc}") from None
 
         def handle(ident: int, msg: p.Result | p.Error, upload_s: float) -> None:
             nonlocal last_result

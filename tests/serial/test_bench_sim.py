@@ -56,8 +56,8 @@ def test_heavy_faults_never_silently_wrong(virtual_board, int8_mnv2_96, calib_di
     """At 10 % per frame some inputs may need many retries, but every result written is exact."""
     board = virtual_board(int8_mnv2_96, runtime="litert", baud=0, fault_rate=0.10, seed=5, stall_s=(0.05, 0.3))
     out = tmp_path / "heavy.jsonl"
-    report = run_bench(BenchOptions(port=board.path, model=int8_mnv2_96, images=calib_dir, out=out, count=20))
-    _assert_all_exact(report, out, 20, "litert")
+    report = run_bench(BenchOptions(port=board.path, model=int8_mnv2_96, images=calib_dir, out=out, count=12))
+    _assert_all_exact(report, out, 12, "litert")
     assert report.retries > 0 and board.faults
 
 

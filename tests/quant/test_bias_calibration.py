@@ -1,0 +1,92 @@
+"""Bias correction, activation-range choice and getting ranges into the TFLite model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgemnv2_converters import bias_correction, calibration, fold
+
+
+def test_quantize_weights_matches_tflite_rounding() -> None:
+    kernel = np.array([[0.5, -1.0], [0.25, 0.003]])
+    per_channel = bias_correction.quantize_weights(kernel, channel_axis=1)
+    assert np.allclose(per_channel[:, 1], np.round(kernel[:, 1] / (1.0 / 127)) * (1.0 / 127))
+    per_tensor = bias_correction.quantize_weights(kernel, channel_axis=None)
+    assert per_tensor[1, 1] == 0.0  # 0.003 is below half a step of 1/127: rounds away
+
+
+def test_bias_correction_removes_mean_shift_of_a_layer() -> None:
+    import keras
+
+    rng = np.random.default_rng(1)
+    inp = keras.Input((8,))
+    out = keras.layers.Dense(4, name="fc")(keras.layers.ReLU(6.0)(inp))
+    model = keras.Model(inp, out)
+    model.get_layer("fc").set_weights([rng.normal(0, 1, (8, 4)) * np.array([1, 1, 0.01, 0.01]), np.zeros(4)])
+    x = rng.uniform(0, 3, (256, 8)).astype(np.float32)
+    folded, units = fold.fold_batch_norm(model)
+    fc = units[0]
+    w_q = bias_correction.quantize_weights(fc.kernel, None)
+    shift_before = np.mean(np.maximum(x, 0) @ (w_q - fc.kernel), axis=0)
+    assert np.abs(shift_before).max() > 1e-3
+    bias_correction.correct_biases(folded, units, x, per_tensor=True)
+    quantized_out = np.minimum(np.maximum(x, 0), 6) @ w_q + fc.bias
+    float_out = np.asarray(model(x))
+    assert np.abs((quantized_out - float_out).mean(axis=0)).max() < 1e-5
+
+
+def test_percentile_and_mse_clip_an_outlier() -> None:
+    hist = np.zeros(calibration.HIST_BINS, np.int64)
+    hist[: calibration.HIST_BINS // 10] = 100_000  # the bulk in the first tenth of [0, 100]
+    hist[-1] = 1  # one outlier at the top: MSE clips it once the bulk's rounding error outweighs it
+    lo, hi = calibration._percentile_range(hist, 0.0, 100.0, 99.99)
+    assert lo == 0.0 and hi < 15
+    lo, hi = calibration._mse_range(hist, 0.0, 100.0)
+    assert lo == 0.0 and 8 < hi < 30
+
+
+def test_mse_keeps_a_uniform_range() -> None:
+    hist = np.full(calibration.HIST_BINS, 100, np.int64)
+    lo, hi = calibration._mse_range(hist, -4.0, 4.0)
+    assert hi > 3.5 and lo < -3.5
+
+
+@pytest.fixture(scope="module")
+def calibrated(small_model, small_images) -> bytes:
+    return calibration.calibrate_float_model(small_model, small_images)
+
+
+def test_ranges_are_written_into_the_model(calibrated, small_images) -> None:
+    ranges = calibration.activation_ranges(calibrated, small_images, "mse")
+    patched = calibration.write_ranges(calibrated, ranges)
+    assert len(patched) == len(calibrated)
+    stored = calibration.recorded_ranges(patched)
+    for r in ranges:
+        assert stored[r.name] == pytest.approx(r.chosen, rel=1e-6, abs=1e-6)
+    assert any(r.shrink > 1.01 for r in ranges)
+    assert calibration.recorded_ranges(calibrated)[ranges[0].name] == pytest.approx(ranges[0].recorded)
+
+
+@pytest.mark.parametrize("per_tensor,activations,io", [(False, "int8", "int8"), (True, "int8", "uint8"),
+                                                       (False, "int16", "float32")])
+def test_quantized_model_is_fully_integer(calibrated, per_tensor, activations, io) -> None:
+    from edgemnv2.convert import summarize_tflite
+
+    model = calibration.quantize_calibrated(calibrated, per_tensor=per_tensor, activations=activations,
+                                            io_type=io)
+    allowed = ("int8", "int16", "int32", "int64") if activations == "int16" else ("int8", "int32")
+    summary = summarize_tflite(model, allowed)
+    assert summary.non_integer_ops == []
+    assert summary.input.dtype == io
+    if activations == "int16":
+        import tflite
+
+        graph = tflite.Model.GetRootAsModel(model, 0).Subgraphs(0)
+        types = {graph.Tensors(i).Type() for i in range(graph.TensorsLength())}
+        assert tflite.TensorType.INT16 in types and tflite.TensorType.INT64 in types
+
+
+def test_unknown_method_is_refused(calibrated, small_images) -> None:
+    with pytest.raises(ValueError, match="minmax, percentile, mse"):
+        calibration.activation_ranges(calibrated, small_images, "kl")
