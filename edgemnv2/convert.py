@@ -132,6 +132,9 @@ def ensure_writable(path: Path, example: str = "model.tflite") -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise InputError(f"output {path} is a folder; give a file path such as {path / example}")
+    existing = next(p for p in path.parents if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"cannot write output {path}: {existing} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".edgemnv2-write-test-"):
