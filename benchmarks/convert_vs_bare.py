@@ -73,7 +73,8 @@ def main() -> None:
     weights = (str(resolve_imagenet_weights(args.alpha, args.resolution)) if args.weights == "imagenet"
                else args.weights)
     count = min(args.num_calibration, sum(1 for p in calib.iterdir() if p.is_file()))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # the same TensorFlow settings on both sides (edgemnv2's CLI sets these two when not verbose)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
     with tempfile.TemporaryDirectory(prefix="edgemnv2-bench-") as tmp:
         ours_cmd = [sys.executable, "-m", "edgemnv2", "convert", "--alpha", str(args.alpha), "--resolution",
                     str(args.resolution), "--weights", weights, "--calibration", str(calib),

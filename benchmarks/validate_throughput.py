@@ -1,8 +1,9 @@
 """`edgemnv2 validate`'s int8 images/s vs a bare LiteRT set_tensor/invoke/get_tensor loop on the same images.
 
-Validate's figure is `tflite_images_per_second` from `edgemnv2 validate --json` (its TFLite phase:
-quantize the batch, one invoke per image, dequantize). The bare loop gets the same preprocessed
-images already quantized, so it does strictly less work. Both make one warm-up invoke first
+Validate's figure is `tflite_images_per_second` from `edgemnv2 validate --json`: its TFLite inference
+loop (`TFLiteModel.run_raw`: set input, invoke, copy output, per image) over inputs quantized
+beforehand. The bare loop times the same three calls on the same preprocessed, quantized images,
+straight on the LiteRT Interpreter. Both make one warm-up invoke first
 (XNNPACK packs weights on the first call). Each side runs in a fresh subprocess, the sides
 alternate --repeats times and each keeps its best run, because the 2-core machine is shared.
 Exit status 1 when ours/bare falls below --min-ratio.

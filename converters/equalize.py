@@ -17,8 +17,9 @@ Two goals, one per weight-quantization mode:
   every non-clipping channel until its calibrated maximum reaches the clip, so the int8 activation
   grid between A and B is used by every channel, only for pairs whose B is depthwise (also per channel).
 
-Dead channels (every weight of B reading them is exactly zero) are zeroed in A first: their outputs are
-never used, but their weights can dominate a per-tensor range that no scaling can shrink.
+Dead channels (every weight of B reading them is exactly zero) are zeroed in A first, repeatedly (a
+zeroed depthwise channel makes the expand channel feeding it dead too): their outputs are never used,
+but their weights can dominate a per-tensor range that no scaling can shrink.
 """
 
 from __future__ import annotations
@@ -105,23 +106,33 @@ def preactivation_max(model: Any, units: list[Unit], images: np.ndarray, batch: 
 
 
 def zero_dead_channels(pairs: list[tuple[Unit, Unit]]) -> int:
-    """Zero A's weights and bias for channels B never reads (exact in float). Returns how many."""
+    """Zero A's weights and bias for channels B never reads (exact in float). Returns how many.
+
+    Repeated until nothing changes: zeroing a depthwise channel makes the channel feeding it unread too.
+    """
     count = 0
-    for a, b in pairs:
-        dead = _in_kernel_ranges(b) == 0.0
-        if not dead.any():
-            continue
-        if a.kind == "DepthwiseConv2D":
-            kernel = a.kernel.copy()
-            kernel[:, :, dead, :] = 0.0
-        else:
-            kernel = a.kernel.copy()
-            kernel[..., dead] = 0.0
-        bias = a.bias.copy()
-        bias[dead] = 0.0
-        a.set(kernel, bias)
-        count += int(dead.sum())
+    changed = True
+    while changed:
+        changed = False
+        for a, b in reversed(pairs):
+            dead = (_in_kernel_ranges(b) == 0.0) & ((_out_kernel_ranges(a) != 0.0) | (a.bias != 0.0))
+            if not dead.any():
+                continue
+            _zero_channels(a, dead)
+            count += int(dead.sum())
+            changed = True
     return count
+
+
+def _zero_channels(a: Unit, dead: np.ndarray) -> None:
+    kernel = a.kernel.copy()
+    if a.kind == "DepthwiseConv2D":
+        kernel[:, :, dead, :] = 0.0
+    else:
+        kernel[..., dead] = 0.0
+    bias = a.bias.copy()
+    bias[dead] = 0.0
+    a.set(kernel, bias)
 
 
 def equalize(model: Any, images: np.ndarray, mode: str = "weights", iterations: int = 4,

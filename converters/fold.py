@@ -116,8 +116,10 @@ def fold_batch_norm(model: Any) -> tuple[Any, list[Unit]]:
             continue
         if type(layer).__name__ == "DepthwiseConv2D" and layer.kernel.shape[-1] != 1:
             continue  # depth multiplier > 1 is not a per-channel op; leave it alone
-        if getattr(layer, "activation", None) not in (None, keras.activations.linear):
-            continue  # a fused non-linearity inside the conv: no BN can follow it linearly
+        fused = getattr(layer, "activation", None)
+        if fused not in (None, keras.activations.linear) and not (
+                type(layer).__name__ == "Dense" and fused is keras.activations.softmax):
+            continue  # a fused non-linearity inside the conv (a classifier's softmax comes after the bias: fine)
         bn = activation = None
         tail = layer.name
         nxt = readers.get(tail, [])

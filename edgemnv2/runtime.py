@@ -115,8 +115,11 @@ class TFLiteModel:
         if not info.quantized:
             return np.asarray(float_images, dtype=info.dtype)
         limits = np.iinfo(info.dtype)
-        q = np.round(np.asarray(float_images, dtype=np.float32) / info.scale) + info.zero_point
-        return np.clip(q, limits.min, limits.max).astype(info.dtype)
+        q = np.multiply(float_images, np.float32(1.0 / info.scale), dtype=np.float32)  # one new buffer,
+        np.rint(q, out=q)                                                               # then in place
+        q += info.zero_point
+        np.clip(q, limits.min, limits.max, out=q)
+        return q.astype(info.dtype)
 
     def dequantize_output(self, raw: np.ndarray) -> np.ndarray:
         info = self.output
@@ -134,15 +137,18 @@ class TFLiteModel:
         """One throw-away invoke: XNNPACK packs weights on the first call, which would skew timings."""
         self.invoke(np.zeros(self.input.shape, dtype=self.input.dtype))
 
-    def predict(self, float_images: np.ndarray, progress: bool = False) -> np.ndarray:
-        """(N, H, W, 3) float images → (N, classes) float32 outputs, one invoke per image."""
+    def run_raw(self, raw_inputs: np.ndarray, progress: bool = False) -> np.ndarray:
+        """(N, H, W, 3) inputs already in the input dtype → (N, classes) raw outputs, one invoke per image."""
         from tqdm import tqdm
 
-        raw_inputs = self.quantize_input(float_images)
         outputs = np.empty((len(raw_inputs), int(np.prod(self.output.shape[1:]))), dtype=self.output.dtype)
         for i in tqdm(range(len(raw_inputs)), desc="tflite", unit="img", disable=not progress, leave=False):
             outputs[i] = self.invoke(raw_inputs[i:i + 1]).reshape(-1)
-        return self.dequantize_output(outputs)
+        return outputs
+
+    def predict(self, float_images: np.ndarray, progress: bool = False) -> np.ndarray:
+        """(N, H, W, 3) float images → (N, classes) float32 outputs."""
+        return self.dequantize_output(self.run_raw(self.quantize_input(float_images), progress))
 
 
 def _tensor_info(detail: dict) -> TensorInfo:

@@ -1,0 +1,52 @@
+"""Issue 6's must-show figures on MobileNetV2 1.0/224 (slow: 2 folds x several conversions)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "quant_methods.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("quant_methods", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _held_out_agreement(fields: dict) -> tuple[float, float]:
+    """2-fold (even/odd files) agreement % and mean KL with the float model, as the benchmark measures."""
+    from edgemnv2 import data, models
+    from edgemnv2.paths import shared_calibration_dir
+    from edgemnv2.validate import fill_rounded_tail, kl_divergence, run_float, to_probabilities
+
+    bench = _bench()
+    source = models.ModelSpec(1.0, 224, "imagenet")
+    model = models.load_keras_model(source)
+    images = data.load_images(shared_calibration_dir(), 224).images
+    float_probs = to_probabilities(run_float(model, images))
+    held_out = np.zeros_like(float_probs)
+    for k in (0, 1):
+        calib = np.arange(len(images)) % 2 == k
+        tflite, _ = bench.build(model, images[calib], fields, source)
+        out, scale = bench.predict(tflite, images[~calib])
+        held_out[~calib] = to_probabilities(fill_rounded_tail(out, scale))
+    agreement = 100 * float(np.mean(held_out.argmax(1) == float_probs.argmax(1)))
+    return agreement, float(np.mean(kl_divergence(float_probs, held_out)))
+
+
+@pytest.mark.slow
+def test_per_tensor_equalize_bias_correction_reaches_95_percent() -> None:
+    agreement, _ = _held_out_agreement({"per_tensor": True, "equalize": True, "bias_correction": True})
+    assert agreement >= 95.0
+
+
+@pytest.mark.slow
+def test_mse_bias_correction_beats_plain_converter() -> None:
+    plain_agreement, plain_kl = _held_out_agreement({})
+    agreement, kl = _held_out_agreement({"calibration_method": "mse", "bias_correction": True})
+    assert agreement >= 99.0 and kl < plain_kl and agreement >= plain_agreement
