@@ -45,11 +45,14 @@ class ConvertOptions:
     output: Path | None = None  # None: <model name>_<quantize>.tflite in the current folder
     crop_fraction: float | None = 0.875
     # quantization beyond the converter's defaults (edgemnv2.quantization, issue 6)
-    calibration_method: str = "minmax"  # minmax | percentile | mse activation ranges
+    # None = the measured best for the mode (quantization.resolve_defaults): mse ranges + bias correction
+    # for per-channel int8, min/max + bias correction for per-tensor, the converter's own otherwise.
+    calibration_method: str | None = None  # minmax | percentile | mse activation ranges
     per_tensor: bool = False  # per-tensor instead of per-channel weights
     equalize: bool = False  # cross-layer equalization (ReLU6-aware) before calibration
-    bias_correction: bool = False  # empirical bias correction from the calibration images
+    bias_correction: bool | None = None  # empirical bias correction from the calibration images
     int16_activations: str | None = None  # "all": 16x8 mode (int16 activations, int8 weights)
+    bias_correction_by_default: bool = field(default=False, repr=False)  # set by resolve_defaults
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
@@ -66,6 +69,7 @@ class ConvertOptions:
             self.calibration = Path(self.calibration)
         if self.output is not None:
             self.output = Path(self.output)
+        quantization.resolve_defaults(self)
         quantization.check_options(self)
 
 

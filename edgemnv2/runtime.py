@@ -139,10 +139,13 @@ class TFLiteModel:
 
     def run_raw(self, raw_inputs: np.ndarray, progress: bool = False) -> np.ndarray:
         """(N, H, W, 3) inputs already in the input dtype → (N, classes) raw outputs, one invoke per image."""
-        from tqdm import tqdm
-
         outputs = np.empty((len(raw_inputs), int(np.prod(self.output.shape[1:]))), dtype=self.output.dtype)
-        for i in tqdm(range(len(raw_inputs)), desc="tflite", unit="img", disable=not progress, leave=False):
+        indices: Any = range(len(raw_inputs))
+        if progress:  # tqdm only when asked: a board may have nothing but a runtime and numpy
+            from tqdm import tqdm
+
+            indices = tqdm(indices, desc="tflite", unit="img", leave=False)
+        for i in indices:
             outputs[i] = self.invoke(raw_inputs[i:i + 1]).reshape(-1)
         return outputs
 

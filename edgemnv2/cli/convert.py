@@ -16,15 +16,17 @@ from edgemnv2.quantization import CALIBRATION_METHODS
 def quantization_options(func):  # type: ignore[no-untyped-def]
     """Options of quantization beyond the converter's defaults (docs/quantization.md has measurements)."""
     options = [
-        click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default="minmax",
-                     show_default=True, help="Activation ranges: converter min/max, a 99.999th percentile, "
-                                             "or the range minimising quantization MSE."),
+        click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default=None,
+                     help="Activation ranges: converter min/max, a 99.999th percentile, or the range minimising "
+                          "quantization MSE (default: mse for per-channel int8, minmax for --per-tensor)."),
         click.option("--per-tensor", is_flag=True,
                      help="One weight scale per tensor (for NPUs/kernels without per-channel support)."),
         click.option("--equalize", is_flag=True,
                      help="Cross-layer equalization (ReLU6-aware, batch norm folded) before calibration."),
-        click.option("--bias-correction", is_flag=True,
-                     help="Correct the bias shift that weight rounding causes, measured on the calibration images."),
+        click.option("--bias-correction/--no-bias-correction", default=None,
+                     help="Correct the bias shift that weight rounding causes, measured on the calibration images "
+                          "(default: on for int8). --calibration-method minmax --no-bias-correction is the plain "
+                          "converter."),
         click.option("--int16-activations", default=None, metavar="all",
                      help="16x8 mode: int16 activations, int8 weights, for the whole graph (TF 2.21 cannot "
                           "mix it per layer); needs --io float32."),

@@ -50,6 +50,9 @@ def validate_cmd(model: Path, reference: str | None, weights_dir: Path | None, d
     """
     if output is not None:
         ensure_writable(output, example="report.json")  # before minutes of inference, not after
+    if min_agreement is not None and 0 < min_agreement <= 1:
+        click.echo(f"note: --min-agreement is a percentage: {min_agreement:g} means {min_agreement:g}%, "
+                   f"not {min_agreement * 100:g}%", err=True)
     if plot is not None:
         if not per_layer:
             raise InputError("--plot draws the per-layer report; add --per-layer")

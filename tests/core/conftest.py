@@ -61,8 +61,10 @@ def image_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def small_calib(tmp_path_factory, calib_dir: Path) -> Path:
-    """Four real ImageNet calibration images (copied to a temp folder, not into the repo)."""
+    """Four real ImageNet calibration images with their synset list (copied to a temp folder, not the repo)."""
     folder = tmp_path_factory.mktemp("calib4")
     for src in sorted(calib_dir.iterdir())[:4]:
         (folder / src.name).write_bytes(src.read_bytes())
+    synsets = calib_dir.parent / "imagenet_synsets.txt"
+    (folder / synsets.name).write_bytes(synsets.read_bytes())
     return folder

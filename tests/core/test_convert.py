@@ -110,5 +110,6 @@ def test_verify_rejects_non_integer_result(monkeypatch, tmp_path: Path, small_ca
     monkeypatch.setattr(backend, "convert_keras", lambda *a, **k: dynamic_mnv2_035_96.read_bytes())
     with pytest.raises(ConversionError, match="not fully integer"):
         convert(ModelSpec(0.35, 96, "none"), ConvertOptions(calibration=small_calib, num_calibration=1,
-                                                            output=tmp_path / "m.tflite"))
+                                                            output=tmp_path / "m.tflite",
+                                                            calibration_method="minmax", bias_correction=False))
     assert not (tmp_path / "m.tflite").exists()
