@@ -27,6 +27,7 @@ import numpy as np
 
 from edgemnv2 import __version__, data, models, quantization
 from edgemnv2.errors import ConversionError, InputError
+from edgemnv2.tflite_file import op_name
 from edgemnv2.models import ModelSource, ModelSpec
 
 QUANTIZE_MODES = ("int8", "float16", "dynamic", "none")
@@ -241,12 +242,6 @@ def _type_names() -> dict[int, str]:
     return {value: name.lower() for name, value in vars(tflite.TensorType).items() if not name.startswith("_")}
 
 
-def _op_names() -> dict[int, str]:
-    import tflite
-
-    return {value: name for name, value in vars(tflite.BuiltinOperator).items() if not name.startswith("_")}
-
-
 def summarize_tflite(content: bytes, integer_types: tuple[str, ...] = ("int8", "int32")) -> TFLiteSummary:
     """Op histogram, I/O tensors and the ops that break full-integer inference."""
     import tflite
@@ -256,14 +251,7 @@ def summarize_tflite(content: bytes, integer_types: tuple[str, ...] = ("int8", "
         graph = model.Subgraphs(0)
     except Exception as exc:
         raise ConversionError(f"converter output is not a readable TFLite flatbuffer: {exc}") from exc
-    types, op_names = _type_names(), _op_names()
-
-    def op_name(index: int) -> str:
-        code = model.OperatorCodes(index)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        if builtin == tflite.BuiltinOperator.CUSTOM:
-            return code.CustomCode().decode()
-        return op_names.get(builtin, f"BUILTIN_{builtin}")
+    types = _type_names()
 
     def tensor(index: int) -> TensorSummary:
         t = graph.Tensors(index)
@@ -280,7 +268,7 @@ def summarize_tflite(content: bytes, integer_types: tuple[str, ...] = ("int8", "
     non_integer: list[str] = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        name = op_name(op.OpcodeIndex())
+        name = op_name(model, op, custom="{}")  # a custom op is named by its custom code
         ops[name] += 1
         ins = [t for t in op.InputsAsNumpy().tolist() if t >= 0] if op.InputsLength() else []
         outs = [t for t in op.OutputsAsNumpy().tolist() if t >= 0] if op.OutputsLength() else []

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgemnv2.errors import ModelError
+from edgemnv2.tflite_file import load_model, op_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,16 +96,12 @@ def _dequantized(interpreter: Any, detail: dict) -> np.ndarray:
 
 def _op_outputs(content: bytes) -> list[tuple[str, list[int], list[int]]]:
     """(op name, input tensor indices, output tensor indices) per operator of subgraph 0, in order."""
-    import tflite
-
-    model = tflite.Model.GetRootAsModel(content, 0)
+    model = load_model(content).model
     graph = model.Subgraphs(0)
-    names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
     ops = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        name = op_name(model, op, custom="CUSTOM")
         ins = [t for t in (op.InputsAsNumpy().tolist() if op.InputsLength() else []) if t >= 0]
         outs = [t for t in (op.OutputsAsNumpy().tolist() if op.OutputsLength() else []) if t >= 0]
         ops.append((name, ins, outs))

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import tflite
-from tflite.BuiltinOperator import BuiltinOperator
 from tflite.TensorType import TensorType
 
 from edgemnv2.errors import ConversionError, DeviceProfileError, ModelError, ToolMissing
+from edgemnv2.tflite_file import builtin_names, load_model, op_name, parse_errors
 
 RULES_FILE = Path(__file__).with_name("edgetpu_ops.toml")
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
@@ -35,7 +35,6 @@ INSTALL_HINT = ("edgetpu_compiler is not on PATH: on x86-64 Debian/Ubuntu add Co
                 "`sudo apt-get install edgetpu-compiler` (https://coral.ai/docs/edgetpu/compiler/#system-requirements), "
                 "or compile in Coral's Colab notebook; `edgemnv2 edgetpu check` works without it")
 
-_OP_NAMES = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
 _TYPE_NAMES = {v: k.lower() for k, v in vars(TensorType).items() if not k.startswith("_")}
 _NUMPY_TYPES = {TensorType.INT8: np.int8, TensorType.UINT8: np.uint8, TensorType.INT32: np.int32,
                 TensorType.INT64: np.int64, TensorType.FLOAT32: np.float32, TensorType.INT16: np.int16}
@@ -100,11 +99,8 @@ def read_graph(path: Path) -> Graph:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
-    buf = path.read_bytes()
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ModelError(f"{path} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
-    try:
-        model = tflite.Model.GetRootAsModel(buf, 0)
+    model = load_model(path).model
+    with parse_errors(str(path)):
         sub = model.Subgraphs(0)
         tensors = []
         for i in range(sub.TensorsLength()):
@@ -121,10 +117,7 @@ def read_graph(path: Path) -> Graph:
         ops = []
         for i in range(sub.OperatorsLength()):
             op = sub.Operators(i)
-            code = model.OperatorCodes(op.OpcodeIndex())
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            kind = (code.CustomCode() or b"?").decode() if builtin == BuiltinOperator.CUSTOM else _OP_NAMES.get(
-                builtin, f"BUILTIN_{builtin}")
+            kind = op_name(model, op, custom="{}")  # a custom op is named by its code: EDGETPU_CUSTOM_OP
             options = None
             table = op.BuiltinOptions()
             if table is not None and kind in _OPTION_CLASSES:
@@ -134,10 +127,8 @@ def read_graph(path: Path) -> Graph:
                           inputs=tuple(int(x) for x in (op.InputsAsNumpy() if op.InputsLength() else ())),
                           outputs=tuple(int(x) for x in (op.OutputsAsNumpy() if op.OutputsLength() else ())),
                           options=options, custom_options_bytes=op.CustomOptionsLength()))
-    except Exception as exc:  # a truncated or corrupted flatbuffer raises anything from IndexError to struct.error
-        raise ModelError(f"{path} is not a readable TFLite model ({type(exc).__name__}: {exc})") from exc
-    return Graph(tensors=tuple(tensors), ops=tuple(ops),
-                 inputs=tuple(int(x) for x in (sub.InputsAsNumpy() if sub.InputsLength() else ())))
+        return Graph(tensors=tuple(tensors), ops=tuple(ops),
+                     inputs=tuple(int(x) for x in (sub.InputsAsNumpy() if sub.InputsLength() else ())))
 
 
 # ---------------------------------------------------------------- the rules: one function per constraint
@@ -437,7 +428,7 @@ def load_rules(path: Path = RULES_FILE) -> EdgeTpuRules:
         cache = data["cache"]
         ops = {}
         for op, table in data["ops"].items():
-            if op not in _OP_NAMES.values():
+            if op not in builtin_names().values():
                 raise DeviceProfileError(f"{path}: [ops.{op}] is not a TFLite builtin operator name")
             ops[op] = OpRule(op=op, name=table["name"], limitations=table.get("limitations", ""),
                              checks=known(table.get("checks", []), f"ops.{op}.checks"),

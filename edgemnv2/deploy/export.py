@@ -26,6 +26,7 @@ from typing import Any
 
 from edgemnv2.deploy.boards import Board, resolve_board
 from edgemnv2.errors import InputError, ModelError
+from edgemnv2.tflite_file import load_model, op_name, parse_errors
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = REPO_ROOT / "firmware_templates"
@@ -123,38 +124,20 @@ def _tensor(sub_graph: Any, index: int, model_path: Path, role: str) -> TensorFa
 
 def inspect_model(model_path: Path) -> ModelFacts:
     """Ops and I/O tensors of a single-subgraph model with one input and one output."""
-    import tflite
-
     model_path = Path(model_path)
     if not model_path.is_file():
         raise InputError(f"model file not found: {model_path}")
-    data = model_path.read_bytes()
-    if data[4:8] != b"TFL3":
-        raise ModelError(f"{model_path} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
-    try:
-        model = tflite.Model.GetRootAsModel(data, 0)
-        sub_graph = model.Subgraphs(0)
-        codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
-        used = [sub_graph.Operators(i).OpcodeIndex() for i in range(sub_graph.OperatorsLength())]
+    tfl = load_model(model_path)
+    with parse_errors(str(model_path)):
+        sub_graph = tfl.model.Subgraphs(0)
+        names = [op_name(tfl.model, sub_graph.Operators(i)) for i in range(sub_graph.OperatorsLength())]
         n_in, n_out = sub_graph.InputsLength(), sub_graph.OutputsLength()
-    except Exception as exc:  # a truncated flatbuffer raises struct/index errors from generated code
-        raise ModelError(f"{model_path}: cannot parse the flatbuffer ({exc})") from exc
     if n_in != 1 or n_out != 1:
         raise ModelError(f"{model_path}: the firmware serves one input and one output tensor, this model has "
                          f"{n_in} and {n_out}")
-    ops: list[str] = []
-    custom: list[str] = []
-    for index in used:
-        code = codes[index]
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = tflite.opcode2name(builtin)
-        if name == "CUSTOM":
-            label = (code.CustomCode() or b"?").decode("utf-8", "replace")
-            if label not in custom:
-                custom.append(label)
-        elif name not in ops:
-            ops.append(name)
-    return ModelFacts(path=model_path, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+    ops = dict.fromkeys(name for name in names if not name.startswith("CUSTOM:"))  # first-use order
+    custom = dict.fromkeys(name.removeprefix("CUSTOM:") for name in names if name.startswith("CUSTOM:"))
+    return ModelFacts(path=model_path, size_bytes=len(tfl.data), sha256=hashlib.sha256(tfl.data).hexdigest(),
                       ops=tuple(ops), custom_ops=tuple(custom),
                       input=_tensor(sub_graph, sub_graph.Inputs(0), model_path, "input"),
                       output=_tensor(sub_graph, sub_graph.Outputs(0), model_path, "output"))

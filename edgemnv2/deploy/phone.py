@@ -26,6 +26,7 @@ from flatbuffers import number_types as N
 from flatbuffers.table import Table
 
 from edgemnv2.errors import InputError, ModelError, RuntimeUnavailable
+from edgemnv2.tflite_file import load_model, parse_errors
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
@@ -226,13 +227,10 @@ def _tensor_info(v: _View) -> TensorMetadataInfo:
 
 def read_metadata(model_bytes: bytes) -> MetadataInfo:
     """Parse the TFLITE_METADATA buffer of a model and the associated files zipped after it."""
-    import tflite
-
-    try:
-        model = tflite.Model.GetRootAsModel(model_bytes, 0)
+    tfl = load_model(model_bytes)
+    model = tfl.model
+    with parse_errors(tfl.source):
         entries = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
-    except Exception as exc:
-        raise ModelError(f"not a readable TFLite model ({exc})") from exc
     if METADATA_NAME not in entries:
         raise ModelError(f"the model has no {METADATA_NAME} metadata (entries: {sorted(entries)})")
     data = model.Buffers(entries[METADATA_NAME]).DataAsNumpy().tobytes()
@@ -352,10 +350,9 @@ def add_metadata(model_path: Path, labels_path: Path, out_path: Path, name: str 
     model_path, out_path = Path(model_path), Path(out_path)
     if not model_path.is_file():
         raise ModelError(f"model file not found: {model_path}")
-    raw = model_path.read_bytes()
-    if raw[4:8] != b"TFL3":
-        raise ModelError(f"{model_path} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
-    model = schema.ModelT.InitFromPackedBuf(bytearray(raw), 0)
+    raw = load_model(model_path).data
+    with parse_errors(str(model_path)):
+        model = schema.ModelT.InitFromPackedBuf(bytearray(raw), 0)
     sg = model.subgraphs[0]
     if len(sg.inputs) != 1 or len(sg.outputs) != 1:
         raise ModelError(f"{model_path}: an image classifier has one input and one output, this model has "

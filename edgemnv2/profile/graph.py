@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgemnv2.errors import ModelError
+from edgemnv2.tflite_file import TFLiteModel, load_model, op_name, parse_errors
 
 # TFLite builtin op name -> profile op kind. Anything not listed becomes an UNKNOWN(...) row.
 OP_KINDS: dict[str, str] = {
@@ -95,12 +96,6 @@ class ModelGraph:
         return any(layer.tflite_op == f"CUSTOM:{EDGETPU_CUSTOM_CODE}" for layer in self.layers)
 
 
-def _builtin_names() -> dict[int, str]:
-    import tflite
-
-    return {v: k for k, v in vars(tflite.BuiltinOperator).items() if isinstance(v, int) and not k.startswith("_")}
-
-
 def short_name(tensor_name: str) -> str:
     """The first fused name, without the model scope: 'model/block_1_expand/Relu6;…' -> 'block_1_expand/Relu6'."""
     first = tensor_name.split(";", 1)[0]
@@ -108,41 +103,24 @@ def short_name(tensor_name: str) -> str:
     return "/".join(parts[1:]) if len(parts) > 2 else first
 
 
-def read_model_bytes(path: Path) -> bytes:
-    """Read a model file with a one-line error when it is missing or unreadable."""
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"model file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ModelError(f"{path} is a folder, not a .tflite file (a SavedModel? profile the .tflite "
-                         "that `edgemnv2 convert` writes, or pass --alpha/--resolution)") from None
-    except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc.strerror}") from None
+_NOT_TFLITE_HINT = "give a .tflite file, a Keras model (.keras/.h5) or --alpha/--resolution"
 
 
 def parse_tflite(data: bytes, source: str = "<bytes>") -> ModelGraph:
     """Parse a .tflite flatbuffer into layers; raises ModelError when it is not one."""
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelError(f"{source} is not a TFLite model (no 'TFL3' flatbuffer identifier); give a .tflite "
-                         "file, a Keras model (.keras/.h5) or --alpha/--resolution")
-    try:
-        return _parse(data, source)
-    except ModelError:
-        raise
-    except Exception as exc:  # a truncated or corrupted flatbuffer raises anything from struct errors up
-        raise ModelError(f"{source} looks like TFLite but cannot be parsed ({type(exc).__name__}: {exc}); "
-                         "the file is probably truncated or corrupted") from None
+    return _parse(load_model(data, source, _NOT_TFLITE_HINT))
 
 
-def _parse(data: bytes, source: str) -> ModelGraph:
-    import tflite
+def _parse(tfl: TFLiteModel) -> ModelGraph:
+    with parse_errors(tfl.source):
+        return _layers(tfl)
 
-    model = tflite.Model.GetRootAsModel(data, 0)
+
+def _layers(tfl: TFLiteModel) -> ModelGraph:
+    data, source, model = tfl.data, tfl.source, tfl.model
     if model.SubgraphsLength() < 1:
         raise ModelError(f"{source} has no subgraph")
     graph = model.Subgraphs(0)
-    names = _builtin_names()
 
     tensor_cache: dict[int, tuple] = {}
 
@@ -172,14 +150,8 @@ def _parse(data: bytes, source: str) -> ModelGraph:
     tensor_bytes: dict[int, int] = {}
     for index in range(graph.OperatorsLength()):
         op = graph.Operators(index)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = names.get(builtin, f"BUILTIN_{builtin}")
-        if name == "CUSTOM":
-            custom = (code.CustomCode() or b"").decode("utf-8", "replace")
-            tflite_op = f"CUSTOM:{custom}"
-        else:
-            tflite_op = name
+        tflite_op = op_name(model, op)
+        name = tflite_op.split(":", 1)[0]  # "CUSTOM" for every custom op
         input_ids = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
         output_ids = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
         activations, constants = [], []
@@ -272,4 +244,4 @@ def _pool_geometry(op) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
 
 def load_tflite(path: Path) -> ModelGraph:
     """Read and parse a .tflite file."""
-    return parse_tflite(read_model_bytes(path), str(path))
+    return _parse(load_model(path, hint=_NOT_TFLITE_HINT))

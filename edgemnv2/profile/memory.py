@@ -25,8 +25,10 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from edgemnv2.errors import ModelError
+from edgemnv2.tflite_file import load_model, op_name, parse_errors
 
 BUFFER_ALIGNMENT = 16          # MicroArenaBufferAlignment() (micro_arena_constants.h)
 LITERT_TENSOR_ALIGNMENT = 64   # kDefaultTensorAlignment in LiteRT's arena_planner.h
@@ -134,30 +136,13 @@ def _align_up(value: int, alignment: int) -> int:
     return (value + alignment - 1) // alignment * alignment
 
 
-def _read(model: bytes | Path) -> bytes:
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model)
-    from edgemnv2.profile.graph import read_model_bytes
-
-    return read_model_bytes(Path(model))
+def _parse(model: bytes | Path) -> _Model:
+    tfl = load_model(model, hint="give a .tflite file")
+    with parse_errors(tfl.source):
+        return _parse_flatbuffer(tfl.model)
 
 
-def _parse(data: bytes) -> _Model:
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelError("not a TFLite model (no 'TFL3' flatbuffer identifier); give a .tflite file")
-    try:
-        return _parse_flatbuffer(data)
-    except ModelError:
-        raise
-    except Exception as exc:  # a corrupted flatbuffer raises anything from struct errors up
-        raise ModelError(f"the model looks like TFLite but cannot be parsed ({type(exc).__name__}: {exc})") from None
-
-
-def _parse_flatbuffer(data: bytes) -> _Model:
-    import tflite
-
-    names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if isinstance(v, int) and not k.startswith("_")}
-    model = tflite.Model.GetRootAsModel(data, 0)
+def _parse_flatbuffer(model: Any) -> _Model:
     if model.SubgraphsLength() < 1:
         raise ModelError("the model has no subgraph")
     graph = model.Subgraphs(0)
@@ -184,11 +169,7 @@ def _parse_flatbuffer(data: bytes) -> _Model:
     ops, filter_shapes, output_elements, input_types = [], {}, {}, {}
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = names.get(builtin, f"BUILTIN_{builtin}")
-        if name == "CUSTOM":
-            name = "CUSTOM:" + (code.CustomCode() or b"").decode("utf-8", "replace")
+        name = op_name(model, op)
         ins = tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else ()
         outs = tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else ()
         ops.append(_Op(name, ins, outs))
@@ -408,7 +389,7 @@ def _plan_tail(m: _Model) -> tuple[_Tail, list[str]]:
 
 def plan_arena(model: bytes | Path) -> ArenaPlan:
     """Plan the arena TFLM would allocate for `model` (.tflite bytes or path)."""
-    m = _parse(_read(model))
+    m = _parse(model)
     head, buffers = _plan_head(m)
     tail, unknown = _plan_tail(m)
     persistent = tail.used
@@ -433,7 +414,7 @@ def linux_activation_bytes(model: bytes | Path) -> int:
     tensor structs live on the heap, outside the arena). Kernel scratch (im2col, XNNPACK packing) is not
     counted; XNNPACK repacks weights on the heap, which is why the caller adds the model size.
     """
-    m = _parse(_read(model))
+    m = _parse(model)
     entries = _lifetimes(m)
     sizes = [_align_up(e[2], LITERT_TENSOR_ALIGNMENT) for e in entries if e[1] >= 0]
     firsts = [e[3] for e in entries if e[1] >= 0]
