@@ -31,7 +31,7 @@ def run_pipeline(spec: ModelSpec, *, out_dir: Path, calibration: Path | None = N
     Gates are evaluated by the caller (`report.validation.raise_for_gates()`), after the report is shown.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    output = out_dir / f"mobilenet_v2_{spec.alpha:g}_{spec.resolution}_int8.tflite"
+    output = out_dir / f"{spec.name}_int8.tflite"
     conversion = convert(spec, ConvertOptions(quantize="int8", calibration=calibration, output=output),
                          progress=progress)
     validation = validate(conversion.output, spec, data if data is not None else calibration,

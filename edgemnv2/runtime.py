@@ -57,7 +57,9 @@ def silenced_output(enabled: bool = True) -> Iterator[None]:
     try:
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-        yield
+        # Python-level prints too, for when sys.stdout is not fd 1 (click's test runner, notebooks)
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

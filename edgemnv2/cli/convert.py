@@ -87,7 +87,7 @@ def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weigh
                              int16_activations=int16_activations)
     result = convert(source, options, progress=progress_enabled())
     if as_json:
-        emit_json({"output": result.output, "sidecar": result.sidecar_path, **result.sidecar})
+        emit_json({**result.sidecar, "model": result.output, "sidecar": result.sidecar_path})
     else:
         click.echo(render_text(result))
 

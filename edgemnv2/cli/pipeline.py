@@ -10,7 +10,7 @@ from edgemnv2.cli.convert import render_text as render_conversion
 from edgemnv2.cli.options import emit_json, json_option, progress_enabled, to_jsonable
 from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec
 from edgemnv2.pipeline import run_pipeline
-from edgemnv2.profile.report import render_comparison, render_table
+from edgemnv2.profile.report import render_comparison, summary_lines
 from edgemnv2.validate import render_text as render_validation
 
 
@@ -44,14 +44,15 @@ def run_cmd(alpha: str, resolution: str, weights: str, weights_dir: Path | None,
     report = run_pipeline(spec, out_dir=out_dir, calibration=calibration, data=data, device=device,
                           min_agreement=min_agreement, progress=progress_enabled())
     if as_json:
-        emit_json({"conversion": {"output": report.conversion.output, **report.conversion.sidecar},
+        emit_json({"conversion": {**report.conversion.sidecar, "model": report.conversion.output,
+                                   "sidecar": report.conversion.sidecar_path},
                    "validation": {**to_jsonable(report.validation), "passed": report.validation.passed},
                    "profiles": report.profiles})
     else:
         click.echo("== convert\n" + render_conversion(report.conversion))
         click.echo("\n== validate\n" + render_validation(report.validation))
         profiles = report.profiles
-        body = render_table(profiles[0]) if len(profiles) == 1 else render_comparison(profiles)
-        click.echo("\n== profile\n" + body)
+        body = "\n".join(summary_lines(profiles[0])) if len(profiles) == 1 else render_comparison(profiles)
+        click.echo("\n== profile (per-layer table: edgemnv2 profile MODEL --device DEVICE)\n" + body)
     report.validation.raise_for_gates()
 

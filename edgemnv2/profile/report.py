@@ -300,7 +300,8 @@ def grid(header: tuple[str, ...] | list[str], rows: list[list[str]], right: set[
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _summary_lines(report: ProfileReport) -> list[str]:
+def summary_lines(report: ProfileReport) -> list[str]:
+    """Totals, memory, latency and the fit verdict: the lines under the per-layer table."""
     t = report.totals
     d = report.device
     saving = (f"; separable pairs {t.separable_macs:,} vs {t.standard_conv_macs:,} as standard convolutions "
@@ -327,7 +328,7 @@ def _summary_lines(report: ProfileReport) -> list[str]:
 def render_table(report: ProfileReport) -> str:
     rows = [_table_cells(r) for r in report.layers]
     table = grid(_TABLE_COLUMNS, rows, right={0, 6, 7, 8, 9, 10, 11, 12})
-    return table + "\n\n" + "\n".join(_summary_lines(report))
+    return table + "\n\n" + "\n".join(summary_lines(report))
 
 
 def render_markdown(report: ProfileReport) -> str:
@@ -335,7 +336,7 @@ def render_markdown(report: ProfileReport) -> str:
     out = ["| " + " | ".join(_TABLE_COLUMNS) + " |", "|" + "|".join("---:" if i in {0, 6, 7, 8, 9, 10, 11, 12}
                                                                  else "---" for i in range(len(_TABLE_COLUMNS))) + "|"]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in rows]
-    return "\n".join(out) + "\n\n" + "\n".join(f"- {line}" for line in _summary_lines(report))
+    return "\n".join(out) + "\n\n" + "\n".join(f"- {line}" for line in summary_lines(report))
 
 
 _CSV_FIELDS = [f for f in LayerRow.__dataclass_fields__]
