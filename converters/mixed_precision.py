@@ -55,7 +55,7 @@ def _name(tensor: Any) -> str:
     return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
 
 
-def _code(schema: Any, model: Any, op: Any) -> int:
+def _code(model: Any, op: Any) -> int:
     code = model.operatorCodes[op.opcodeIndex]
     return max(code.builtinCode, code.deprecatedBuiltinCode)
 
@@ -76,7 +76,7 @@ class _Graphs:
         by_output: dict[tuple[int, str], int] = {}
         by_input: dict[tuple[int, str], int] = {}
         for j, op in enumerate(self.g16.operators):
-            code = _code(schema, self.m16, op)
+            code = _code(self.m16, op)
             if op.outputs is not None and len(op.outputs):
                 by_output[(code, _name(self.g16.tensors[op.outputs[0]]))] = j
             if op.inputs is not None and len(op.inputs) and op.inputs[0] >= 0:
@@ -85,7 +85,7 @@ class _Graphs:
         # (the graph output is renamed by the 16x8 quantizer's final DEQUANTIZE)
         self.twin: dict[int, int] = {}
         for i, op in enumerate(self.g8.operators):
-            code = _code(schema, self.m8, op)
+            code = _code(self.m8, op)
             out = _name(self.g8.tensors[op.outputs[0]]) if op.outputs is not None and len(op.outputs) else ""
             first = (_name(self.g8.tensors[op.inputs[0]])
                      if op.inputs is not None and len(op.inputs) and op.inputs[0] >= 0 else "")
@@ -232,7 +232,7 @@ def mix(int8_model: bytes, int16_model: bytes, int16_tensors: Iterable[str]) -> 
                 requantize += 1
         new_ops.append(new)
         new_ops.extend(after)
-        ops_16x8.append(f"{schema_op_name(schema, _code(schema, m16, op16))}:{_name(tensor16)}")
+        ops_16x8.append(f"{_op_name(schema, _code(m16, op16))}:{_name(g16.tensors[op16.outputs[0]])}")
     g8.operators = new_ops
     _drop_unused_constants(m8, g8)
     builder = flatbuffers.Builder(len(int8_model) + len(int16_model))
@@ -241,7 +241,7 @@ def mix(int8_model: bytes, int16_model: bytes, int16_tensors: Iterable[str]) -> 
                       requantize_ops=requantize)
 
 
-def schema_op_name(schema: Any, code: int) -> str:
+def _op_name(schema: Any, code: int) -> str:
     return next((k for k, v in vars(schema.BuiltinOperator).items() if v == code and not k.startswith("_")), str(code))
 
 
@@ -252,3 +252,15 @@ def _drop_unused_constants(model: Any, graph: Any) -> None:
     for t, tensor in enumerate(graph.tensors):
         if t not in used and tensor.buffer not in used_buffers and _is_constant(model, tensor):
             model.buffers[tensor.buffer].data = None
+
+
+def float_output_sources(int8_model: bytes) -> list[str]:
+    """Tensors a DEQUANTIZE turns into a float graph output (with float I/O: the int8 probabilities)."""
+    graphs = _Graphs(int8_model, int8_model)
+    outputs = {int(t) for t in graphs.g8.outputs}
+    found = []
+    for op in graphs.g8.operators:
+        if _code(graphs.m8, op) == graphs.schema.BuiltinOperator.DEQUANTIZE \
+                and int(op.outputs[0]) in outputs:
+            found.append(_name(graphs.g8.tensors[op.inputs[0]]))
+    return found
