@@ -216,6 +216,9 @@ def mix(int8_model: bytes, int16_model: bytes, int16_tensors: Iterable[str]) -> 
             if _is_constant(m16, tensor16):
                 new.inputs.append(copy_constant(int(t16)))
                 continue
+            if tensor16.type != schema.TensorType.INT16:  # e.g. the float input of the input QUANTIZE
+                new.inputs.append(int(op.inputs[k]))
+                continue
             name = _name(tensor16)
             if name not in int16_of:  # an int8 activation entering the 16x8 op: requantize it
                 int16_of[name] = add_tensor(tensor16, 0)
@@ -225,6 +228,9 @@ def mix(int8_model: bytes, int16_model: bytes, int16_tensors: Iterable[str]) -> 
         after = []
         for k, t16 in enumerate(op16.outputs):
             tensor16, t8 = g16.tensors[t16], int(op.outputs[k])
+            if tensor16.type != schema.TensorType.INT16:  # e.g. the float output of the output DEQUANTIZE
+                new.outputs.append(t8)
+                continue
             out16 = int16_of[_name(tensor16)] = add_tensor(tensor16, 0)
             new.outputs.append(out16)
             if t8 not in selected:  # int8 consumers (or the graph output) read the int8 tensor as before

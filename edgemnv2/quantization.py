@@ -8,6 +8,8 @@ Two stages plug into `edgemnv2.convert.STAGES`:
   from the converter's own behaviour, calibrate with the converter's calibrate-only path, choose
   activation ranges (minmax | percentile | mse), and quantize with the converter's own quantizers
   (per-channel or per-tensor weights, int8 or 16x8 activations). Otherwise the plain converter runs.
+  `--int16-activations auto|LAYER,...` quantizes twice (int8, and 16x8 from the recorded min/max) and
+  splices the chosen layers' 16x8 ops into the int8 model (`edgemnv2_converters.mixed_precision`).
 
 What each stage did is recorded in `job.quantization`, which the sidecar stores under "quantization".
 When the float model was transformed, `write_float_twin` keeps the float model that was quantized
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
     from edgemnv2.convert import ConvertJob, ConvertOptions
 
 CALIBRATION_METHODS = ("minmax", "percentile", "mse")
-INT16_CHOICES = ("all",)
+INT16_CHOICES = ("all", "auto")  # or a comma-separated list of layers as `validate --per-layer` names them
+AUTO_INT16_LAYERS = 3  # `auto`: this many layers losing most SQNR (docs/quantization.md: more did not help)
+AUTO_RANK_IMAGES = 10  # calibration images the `auto` per-layer comparison runs on
 FLOAT_TWIN_SUFFIX = ".float.tflite"
 
 
@@ -35,9 +39,9 @@ def resolve_defaults(options: ConvertOptions) -> None:
 
     Per-channel int8: MSE activation ranges + bias correction (100% vs 98% held-out agreement, lower KL than
     the plain converter). Per-tensor: min/max + bias correction (MSE ranges lost 3 points there). 16x8 and
-    non-int8 modes keep the converter's own behaviour.
+    non-int8 modes keep the converter's own behaviour; per-layer 16x8 keeps the int8 defaults for its int8 layers.
     """
-    plain = options.quantize != "int8" or options.int16_activations is not None
+    plain = options.quantize != "int8" or options.int16_activations == "all"
     if options.calibration_method is None:
         options.calibration_method = "minmax" if plain or options.per_tensor else "mse"
     if options.bias_correction is None:
@@ -50,15 +54,16 @@ def check_options(options: ConvertOptions) -> None:
     if options.calibration_method not in CALIBRATION_METHODS:
         raise InputError(f"--calibration-method {options.calibration_method!r} is not supported; choose one of "
                          + ", ".join(CALIBRATION_METHODS))
-    if options.int16_activations is not None and options.int16_activations not in INT16_CHOICES:
+    if options.int16_activations is not None and not int16_layer_list(options.int16_activations) \
+            and options.int16_activations not in INT16_CHOICES:
         raise InputError(
-            f"--int16-activations {options.int16_activations!r}: TensorFlow 2.21's quantizers apply 16-bit "
-            "activations to the whole graph only (per-layer int8/16x8 mixing is not supported), so the only "
-            "value is 'all'; run `edgemnv2 validate --per-layer` to see which layers lose most")
+            f"--int16-activations {options.int16_activations!r}: give 'all' (whole graph), 'auto' (the "
+            f"{AUTO_INT16_LAYERS} layers losing most) or layer names separated by commas, as `edgemnv2 validate "
+            "--per-layer` shows them (e.g. block_13_project_BN_1)")
     if options.quantize != "int8" and custom(options):
         raise InputError("--calibration-method/--per-tensor/--equalize/--bias-correction/--int16-activations "
                          "need --quantize int8")
-    if options.int16_activations and options.io not in ("float32",):
+    if options.int16_activations == "all" and options.io not in ("float32",):
         raise InputError(f"--int16-activations all makes 16-bit activations; --io {options.io} is not available "
                          "for it (use --io float32)")
 
@@ -67,6 +72,18 @@ def custom(options: ConvertOptions) -> bool:
     """True when the plain converter cannot produce what the options ask for."""
     return (options.calibration_method != "minmax" or options.per_tensor or options.equalize
             or options.bias_correction or options.int16_activations is not None)
+
+
+def int16_layer_list(value: str | None) -> list[str]:
+    """The layer names of `--int16-activations LAYER,...` (empty for all/auto/None)."""
+    if value is None or value in INT16_CHOICES:
+        return []
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def mixed(options: ConvertOptions) -> bool:
+    """True for per-layer 16x8 (auto or a layer list), as opposed to the whole-graph `all`."""
+    return options.int16_activations is not None and options.int16_activations != "all"
 
 
 def float_twin_path(output: Any) -> Any:
@@ -122,19 +139,27 @@ def quantize_or_convert(job: ConvertJob) -> None:
         with silenced_output(quiet):
             calibrated = calibration.calibrate_float_model(job.model, images)
             ranges = calibration.activation_ranges(calibrated, images, options.calibration_method)
+            recorded = calibrated
             calibrated = calibration.write_ranges(calibrated, ranges)
             job.tflite = calibration.quantize_calibrated(
                 calibrated, per_tensor=options.per_tensor,
-                activations="int16" if options.int16_activations else "int8", io_type=options.io or "int8")
+                activations="int16" if options.int16_activations == "all" else "int8", io_type=options.io or "int8")
+            if mixed(options):
+                # 16-bit tensors need no clipping: their 16x8 ops use the recorded min/max, not the int8 ranges
+                int16_model = calibration.quantize_calibrated(recorded, per_tensor=options.per_tensor,
+                                                              activations="int16", io_type="float32")
     except (ValueError, RuntimeError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         raise ConversionError(f"quantization failed for {job.source.name}: {(lines or [type(exc).__name__])[0][:300]}") \
             from exc
+    if mixed(options):
+        job.tflite = _mix_int16_layers(job, recorded, int16_model, images)
     changed = sorted((r for r in ranges if abs(r.shrink - 1.0) > 1e-6), key=lambda r: r.shrink, reverse=True)
     job.quantization.update({
         "method": options.calibration_method,
         "weights": "per-tensor" if options.per_tensor else "per-channel",
-        "activations": "int16 (16x8, whole graph)" if options.int16_activations else "int8",
+        "activations": {"all": "int16 (16x8, whole graph)", None: "int8"}.get(
+            options.int16_activations, f"int8 (int16 at {len(job.quantization.get('int16_layers', []))} layers)"),
         "ranges_changed": len(changed),
         "ranges_recorded": len(ranges),
         "largest_range_shrinks": [{"tensor": r.name.split(";")[0], "recorded": r.recorded, "chosen": r.chosen,
@@ -142,6 +167,57 @@ def quantize_or_convert(job: ConvertJob) -> None:
     })
     if options.equalize:  # equalization rescales channels: per-layer errors must compare against this float model
         job.quantization["_float_twin_bytes"] = calibrated
+
+
+def _short_name(tensor: str) -> str:
+    """The layer name `validate --per-layer` shows for a tensor (`LayerError.short_name`)."""
+    from edgemnv2.layer_error import LayerError
+
+    return LayerError(0, "", tensor, "", 0.0, 0.0, 0.0).short_name
+
+
+def _mix_int16_layers(job: ConvertJob, float_model: bytes, int16_model: bytes, images: Any) -> bytes:
+    """Splice 16x8 ops into the int8 model for the chosen layers; record them under "int16_layers"."""
+    from edgemnv2_converters import mixed_precision
+
+    assert job.tflite is not None
+    options = job.options
+    candidates = mixed_precision.candidates(job.tflite, int16_model)
+    if options.int16_activations == "auto":
+        from edgemnv2.layer_error import compare_layers
+
+        report = compare_layers(float_model, job.tflite, images[:AUTO_RANK_IMAGES])
+        allowed = set(candidates)
+        ranked = [layer for layer in report.worst() if layer.tensor in allowed][:AUTO_INT16_LAYERS]
+        chosen = [layer.tensor for layer in ranked]
+        # with float I/O the int8 probabilities are the largest error left: keep them 16-bit up to the output
+        chosen += [t for t in mixed_precision.float_output_sources(job.tflite) if t in allowed and t not in chosen]
+        job.quantization["int16_ranking"] = [{"layer": layer.short_name, "sqnr_lost_db": layer.sqnr_lost_db}
+                                             for layer in ranked]
+    else:
+        by_name: dict[str, list[str]] = {}
+        for tensor in candidates:
+            by_name.setdefault(tensor, []).append(tensor)
+            by_name.setdefault(_short_name(tensor), []).append(tensor)
+        chosen = []
+        for name in int16_layer_list(options.int16_activations):
+            if name not in by_name:
+                examples = ", ".join(_short_name(t) for t in candidates[:3])
+                raise InputError(f"--int16-activations: no layer {name!r} can be made 16-bit in {job.source.name}; "
+                                 f"use names from `edgemnv2 validate --per-layer` (e.g. {examples}); the model's "
+                                 "input and output layers keep their I/O type")
+            chosen += by_name[name]
+    try:
+        result = mixed_precision.mix(job.tflite, int16_model, chosen)
+    except ValueError as exc:
+        raise ConversionError(f"16-bit layers for {job.source.name}: {exc}") from exc
+    job.quantization.update({
+        "int16_layers": [_short_name(t) for t in result.int16_tensors],
+        "int16_tensors": list(result.int16_tensors),
+        "ops_16x8": len(result.ops_16x8),
+        "requantize_ops": result.requantize_ops,
+    })
+    return result.content
 
 
 def write_float_twin(job: ConvertJob) -> None:
@@ -155,5 +231,6 @@ def write_float_twin(job: ConvertJob) -> None:
 
 
 def integer_types(options: ConvertOptions) -> tuple[str, ...]:
-    """Tensor types a fully integer model may use: 16x8 adds int16 activations and int64 biases."""
+    """Tensor types a fully integer model may use: 16x8 (whole graph or listed layers) adds int16 activations
+    and int64 biases."""
     return ("int8", "int16", "int32", "int64") if options.int16_activations else ("int8", "int32")

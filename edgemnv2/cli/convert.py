@@ -27,9 +27,10 @@ def quantization_options(func):  # type: ignore[no-untyped-def]
                      help="Correct the bias shift that weight rounding causes, measured on the calibration images "
                           "(default: on for int8). --calibration-method minmax --no-bias-correction is the plain "
                           "converter."),
-        click.option("--int16-activations", default=None, metavar="all",
-                     help="16x8 mode: int16 activations, int8 weights, for the whole graph (TF 2.21 cannot "
-                          "mix it per layer); needs --io float32."),
+        click.option("--int16-activations", default=None, metavar="all|auto|LAYER,...",
+                     help="16x8 mode (int16 activations, int8 weights): 'all' for the whole graph (needs --io "
+                          "float32); 'auto' for the 3 layers losing most SQNR (plus the output probabilities with "
+                          "--io float32); or layers as `validate --per-layer` names them. The rest stays int8."),
     ]
     for option in reversed(options):
         func = option(func)

@@ -83,7 +83,7 @@ def test_validate_per_layer_with_plot(converted: Path, calib_dir: Path, tmp_path
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--int16-activations", "auto"], "per-layer int8/16x8 mixing is not supported"),
+    (["--int16-activations", " , "], "give 'all' (whole graph), 'auto'"),
     (["--int16-activations", "all"], "use --io float32"),
     (["--quantize", "float16", "--per-tensor"], "need --quantize int8"),
 ])
