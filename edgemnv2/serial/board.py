@@ -8,6 +8,7 @@ while the current one computes (`input_slots` = 2 in the handshake).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -16,7 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 try:  # inside the edgemnv2 package
     from . import protocol as p
@@ -302,9 +303,23 @@ def load_interpreter(model_path: str | Path, backend: str = "auto", edgetpu: str
         except (ValueError, OSError, AttributeError) as exc:
             if edgetpu == "on":
                 raise InferenceFailed(f"Edge TPU delegate unavailable: {exc}") from exc
-    interpreter = module.Interpreter(model_path=str(model_path), experimental_delegates=delegates or None)
-    interpreter.allocate_tensors()
+    with _native_stderr_silenced():  # LiteRT's C++ "INFO: Created TensorFlow Lite XNNPACK delegate" line
+        interpreter = module.Interpreter(model_path=str(model_path), experimental_delegates=delegates or None)
+        interpreter.allocate_tensors()
     return interpreter, name + ("+edgetpu" if delegates else "")
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Point fd 2 at /dev/null while native code logs; Python exceptions still propagate."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class InterpreterRunner:
