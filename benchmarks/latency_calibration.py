@@ -45,10 +45,10 @@ class Row:
     fitted: bool
 
 
-def single_layer(op: str, in_shape: tuple[int, int, int], filters: int, kernel: int, padding: int = 0) -> ModelGraph:
-    """A one-operator int8 graph for ESP-NN's kernel rows (stride 1)."""
+def single_layer(op: str, in_shape: tuple[int, int, int], filters: int, kernel: int) -> ModelGraph:
+    """A one-operator int8 graph for ESP-NN's kernel rows (stride 1, no padding)."""
     h, w, c = in_shape
-    out_h, out_w = h - kernel + 1 + 2 * padding, w - kernel + 1 + 2 * padding
+    out_h, out_w = h - kernel + 1, w - kernel + 1
     out_c = c if op == "depthwise" else filters
     weights = kernel * kernel * c if op == "depthwise" else filters * kernel * kernel * c
     layer = Layer(index=0, name=f"{op}", op=op, tflite_op="DEPTHWISE_CONV_2D" if op == "depthwise" else "CONV_2D",

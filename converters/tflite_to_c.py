@@ -120,7 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.model.is_file():
         parser.error(f"model file {args.model} does not exist")
-    result = write_c_array(args.model, args.out_dir, args.symbol, args.basename, args.ext)
+    try:
+        result = write_c_array(args.model, args.out_dir, args.symbol, args.basename, args.ext)
+    except ValueError as exc:  # --symbol is not a C identifier
+        parser.error(str(exc))
+    except OSError as exc:  # unreadable model, unwritable OUT_DIR
+        parser.error(f"{exc.filename}: {exc.strerror or exc}")
     print(f"{result.source} {result.header} {result.length} bytes sha256 {result.sha256}")
     return 0
 

@@ -21,14 +21,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from edgemnv2 import __version__, data, models, quantization
+from edgemnv2 import __version__, models, quantization
 from edgemnv2.errors import ConversionError, InputError
 from edgemnv2.tflite_file import op_name
 from edgemnv2.models import ModelSource, ModelSpec
+
+if TYPE_CHECKING:  # numpy + Pillow load only when a conversion runs, not for `edgemnv2 --help`
+    from edgemnv2 import data
 
 QUANTIZE_MODES = ("int8", "float16", "dynamic", "none")
 IO_TYPES = ("int8", "uint8", "float32")
@@ -162,6 +163,8 @@ def list_calibration(job: ConvertJob) -> None:
         from edgemnv2.paths import shared_calibration_dir
 
         job.options.calibration = shared_calibration_dir()
+    from edgemnv2 import data
+
     job.calibration_files = data.list_images(job.options.calibration)
 
 
@@ -174,6 +177,8 @@ def load_calibration(job: ConvertJob) -> None:
     if job.options.quantize != "int8":
         return
     assert job.options.calibration is not None and job.resolution is not None
+    from edgemnv2 import data
+
     job.calibration = data.load_images(job.options.calibration, job.resolution,
                                        limit=job.options.num_calibration, seed=job.options.seed,
                                        crop_fraction=job.options.crop_fraction, progress=job.progress)
@@ -288,6 +293,7 @@ def summarize_tflite(content: bytes, integer_types: tuple[str, ...] = ("int8", "
 # ---- sidecar ------------------------------------------------------------------------------------
 
 def build_sidecar(job: ConvertJob, wall_time_s: float) -> dict[str, Any]:
+    import numpy as np
     import tensorflow as tf
 
     assert job.output is not None and job.tflite is not None and job.summary is not None

@@ -55,10 +55,6 @@ class GateFailed(EdgeMNV2Error):
     exit_code = 3
 
 
-class ProtocolError(EdgeMNV2Error):
-    """A frame or message on the serial link is malformed."""
-
-
 class BoardError(EdgeMNV2Error):
     """The board stopped answering, reset, or reported an error mid-run."""
 

@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +127,8 @@ def _find_in(folder: Path, alpha: float, resolution: int) -> Path | None:
 
 
 def _download(alpha: float, resolution: int, cache: Path) -> Path:
+    import urllib.request  # http.client + email: only when weights must be fetched
+
     name = weights_filename(alpha, resolution)
     target = cache / name
     cache.mkdir(parents=True, exist_ok=True)

@@ -31,13 +31,5 @@ def shared_dir(required: bool = True) -> Path | None:
     return None
 
 
-def shared_models_dir() -> Path:
-    return shared_dir() / "models"  # type: ignore[operator]
-
-
 def shared_calibration_dir() -> Path:
     return shared_dir() / "data" / "imagenet-calib"  # type: ignore[operator]
-
-
-def shared_synsets_file() -> Path:
-    return shared_dir() / "data" / "imagenet_synsets.txt"  # type: ignore[operator]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgemnv2.errors import ModelError, RuntimeUnavailable
+from edgemnv2.tflite_file import read_tflite
 
 # backend name -> module holding `Interpreter`, tried in this order for "auto"
 BACKENDS: dict[str, str] = {
@@ -26,7 +27,6 @@ BACKENDS: dict[str, str] = {
     "tflite_runtime": "tflite_runtime.interpreter",
     "tensorflow": "tensorflow.lite",
 }
-TFLITE_MAGIC = b"TFL3"
 
 
 @dataclass(frozen=True)
@@ -86,13 +86,7 @@ def _interpreter_class(backend: str) -> tuple[str, Any]:
 
 def check_tflite_file(path: Path) -> bytes:
     """Read a .tflite file, raising ModelError with one line when it is missing or not a TFLite flatbuffer."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
-    content = path.read_bytes()
-    if len(content) < 8 or content[4:8] != TFLITE_MAGIC:
-        raise ModelError(f"{path} is not a TFLite model (no 'TFL3' flatbuffer identifier; file truncated or corrupted?)")
-    return content
+    return read_tflite(path)
 
 
 class TFLiteModel:

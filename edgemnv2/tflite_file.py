@@ -46,6 +46,19 @@ def read_model_bytes(path: Path, hint: str = "") -> bytes:
         raise ModelError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def read_tflite(path: Path | str, hint: str = "") -> bytes:
+    """Bytes of a .tflite file whose identifier was checked, without paying for the `tflite` parser import."""
+    data = read_model_bytes(Path(path), hint)
+    _check_identifier(data, str(path), hint)
+    return data
+
+
+def _check_identifier(data: bytes, what: str, hint: str) -> None:
+    if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
+        raise ModelError(f"{what} is not a TFLite model (no 'TFL3' flatbuffer identifier)"
+                         + (f"; {hint}" if hint else ""))
+
+
 def load_model(source: bytes | Path | str, what: str | None = None, hint: str = "") -> TFLiteModel:
     """Bytes or a path → the parsed root table; anything without the TFLite identifier is a ModelError.
 
@@ -58,9 +71,7 @@ def load_model(source: bytes | Path | str, what: str | None = None, hint: str = 
         data, what = bytes(source), what or "the model"
     else:
         data, what = read_model_bytes(Path(source), hint), what or str(source)
-    if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
-        raise ModelError(f"{what} is not a TFLite model (no 'TFL3' flatbuffer identifier)"
-                         + (f"; {hint}" if hint else ""))
+    _check_identifier(data, what, hint)
     return TFLiteModel(source=what, data=data, model=tflite.Model.GetRootAsModel(data, 0))
 
 

@@ -9,9 +9,7 @@ import click
 from edgemnv2.cli.convert import render_text as render_conversion
 from edgemnv2.cli.options import emit_json, json_option, progress_enabled, to_jsonable
 from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec
-from edgemnv2.pipeline import run_pipeline
 from edgemnv2.profile.report import render_comparison, summary_lines
-from edgemnv2.validate import render_text as render_validation
 
 
 @click.command("run")
@@ -40,6 +38,9 @@ def run_cmd(alpha: str, resolution: str, weights: str, weights_dir: Path | None,
     With no options: MobileNetV2 1.0/224, ImageNet weights and calibration images from ../shared,
     validated on those images, profiled for a Raspberry Pi 4.
     """
+    from edgemnv2.pipeline import run_pipeline  # numpy + interpreters: only when it runs
+    from edgemnv2.validate import render_text as render_validation
+
     spec = ModelSpec(float(alpha), int(resolution), weights, weights_dir)
     report = run_pipeline(spec, out_dir=out_dir, calibration=calibration, data=data, device=device,
                           min_agreement=min_agreement, progress=progress_enabled())

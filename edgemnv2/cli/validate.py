@@ -10,7 +10,6 @@ import click
 from edgemnv2.cli.options import emit_json, json_option, progress_enabled, to_jsonable
 from edgemnv2.errors import InputError
 from edgemnv2.convert import ensure_writable
-from edgemnv2.validate import render_text, validate
 
 
 @click.command("validate")
@@ -48,6 +47,8 @@ def validate_cmd(model: Path, reference: str | None, weights_dir: Path | None, d
     Exit codes: 0 all gates passed, 1 error, 3 a gate (--max-top1-drop, --min-agreement) failed.
     The report is printed and written before a failed gate ends the command.
     """
+    from edgemnv2.validate import render_text, validate  # numpy + interpreters: only when it runs
+
     if output is not None:
         ensure_writable(output, example="report.json")  # before minutes of inference, not after
     if min_agreement is not None and 0 < min_agreement <= 1:

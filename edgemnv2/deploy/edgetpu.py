@@ -97,8 +97,6 @@ _OPTION_CLASSES = {
 def read_graph(path: Path) -> Graph:
     """Parse the main subgraph of a .tflite file; a file that is not TFLite is one clear error."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
     model = load_model(path).model
     with parse_errors(str(path)):
         sub = model.Subgraphs(0)

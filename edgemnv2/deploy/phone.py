@@ -321,7 +321,11 @@ def read_labels(path: Path, classes: int) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"labels file not found: {path}")
-    labels = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
     if len(labels) == classes:
         return labels
     if len(labels) == classes + 1:
@@ -348,8 +352,6 @@ def add_metadata(model_path: Path, labels_path: Path, out_path: Path, name: str 
     """Write `out_path`: the model (uint8 or float I/O) with TFLITE_METADATA and its labels zipped after it."""
     schema = _schema()
     model_path, out_path = Path(model_path), Path(out_path)
-    if not model_path.is_file():
-        raise ModelError(f"model file not found: {model_path}")
     raw = load_model(model_path).data
     with parse_errors(str(model_path)):
         model = schema.ModelT.InitFromPackedBuf(bytearray(raw), 0)

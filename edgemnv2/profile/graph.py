@@ -106,11 +106,6 @@ def short_name(tensor_name: str) -> str:
 _NOT_TFLITE_HINT = "give a .tflite file, a Keras model (.keras/.h5) or --alpha/--resolution"
 
 
-def parse_tflite(data: bytes, source: str = "<bytes>") -> ModelGraph:
-    """Parse a .tflite flatbuffer into layers; raises ModelError when it is not one."""
-    return _parse(load_model(data, source, _NOT_TFLITE_HINT))
-
-
 def _parse(tfl: TFLiteModel) -> ModelGraph:
     with parse_errors(tfl.source):
         return _layers(tfl)

@@ -16,7 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgemnv2.errors import ModelError, RuntimeUnavailable
+from edgemnv2.errors import RuntimeUnavailable
+from edgemnv2.tflite_file import read_tflite
 
 _PAGE = 4096
 _MIN_ARENA = 8 << 20
@@ -49,12 +50,7 @@ def default_arena_size(model_bytes: int) -> int:
 def measure_arena(model_path: Path | str, arena_size: int | None = None, timeout_s: float = _TIMEOUT_S) -> MeasuredArena:
     """Run the model through the tflite-micro wheel in a subprocess and return its recorded arena."""
     path = Path(model_path)
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
-    with path.open("rb") as fh:
-        if fh.read(8)[4:8] != b"TFL3":
-            raise ModelError(f"{path} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
-    size = arena_size or default_arena_size(path.stat().st_size)
+    size = arena_size or default_arena_size(len(read_tflite(path)))
     cmd = [sys.executable, "-m", "edgemnv2.profile.tflm_arena", str(path), str(size)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)

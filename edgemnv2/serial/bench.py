@@ -105,9 +105,6 @@ class BenchReport:
     complete: bool
     stopped: str | None = None  # why the run stopped early
 
-    def summary_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 class ReferenceRun:
     """The host's outputs for the same inputs and runtime, computed on a thread while the board works.

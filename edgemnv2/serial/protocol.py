@@ -19,7 +19,6 @@ import zlib
 from typing import ClassVar, Union
 
 PROTOCOL_VERSION = 1
-DELIMITER = 0x00
 HEADER_BYTES = 2  # version, type
 CRC_BYTES = 4
 INPUT_HEADER_BYTES = 12  # id, offset, total

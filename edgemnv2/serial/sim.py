@@ -9,7 +9,6 @@ The host talks to the slave path with pyserial exactly as it would to /dev/ttyAC
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import queue
 import random
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from edgemnv2.errors import InputError
 from edgemnv2.serial import protocol as p
-from edgemnv2.serial.board import BoardConfig, BoardEngine
+from edgemnv2.serial.board import BoardConfig, BoardEngine, file_sha256
 from edgemnv2.serial.runners import ModelRunner, open_runner
 
 FAULT_KINDS = ("corrupt", "drop", "stall", "reset")
@@ -74,7 +73,7 @@ class VirtualBoard:
         self.runner = runner or open_runner(self.options.runtime, self.model)
         self.config = BoardConfig(
             board_name=self.options.board_name, runtime=self.runner.runtime,
-            model_sha256=hashlib.sha256(self.model.read_bytes()).digest(),
+            model_sha256=file_sha256(self.model),
             input=self.runner.input, output=self.runner.output, cpu_hz=self.runner.cpu_hz,
             arena_bytes=self.runner.arena_bytes, max_payload=self.options.max_payload,
             window=self.options.window, input_slots=self.options.input_slots)
