@@ -5,18 +5,7 @@
 #include <string.h>
 
 #include "edgemnv2_app.h"
-
-static int g_checks, g_failures;
-#define CHECK(cond, ...)                                 \
-  do {                                                   \
-    ++g_checks;                                          \
-    if (!(cond)) {                                       \
-      ++g_failures;                                      \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);        \
-      printf(__VA_ARGS__);                               \
-      printf("\n");                                      \
-    }                                                    \
-  } while (0)
+#include "test_check.h"
 
 #define INPUT_BYTES 300u
 #define OUTPUT_BYTES 10u

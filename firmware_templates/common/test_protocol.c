@@ -6,19 +6,7 @@
 
 #include "edgemnv2_protocol.h"
 #include "edgemnv2_vectors.h"
-
-static int g_checks, g_failures;
-
-#define CHECK(cond, ...)                                 \
-  do {                                                   \
-    ++g_checks;                                          \
-    if (!(cond)) {                                       \
-      ++g_failures;                                      \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);        \
-      printf(__VA_ARGS__);                               \
-      printf("\n");                                      \
-    }                                                    \
-  } while (0)
+#include "test_check.h"
 
 static uint8_t g_out[70000];
 static uint8_t g_work[70000];
