@@ -90,3 +90,27 @@ def test_quantized_model_is_fully_integer(calibrated, per_tensor, activations, i
 def test_unknown_method_is_refused(calibrated, small_images) -> None:
     with pytest.raises(ValueError, match="minmax, percentile, mse"):
         calibration.activation_ranges(calibrated, small_images, "kl")
+
+
+def test_sequential_bias_correction_matches_output_means_after_rounded_layers() -> None:
+    """Rounding layer 1 shifts what ReLU6 passes to layer 2; only the sequential walk sees it."""
+    import keras
+
+    rng = np.random.default_rng(2)
+    inp = keras.Input((8,))
+    hidden = keras.layers.ReLU(6.0)(keras.layers.Dense(6, name="fc1")(inp))
+    model = keras.Model(inp, keras.layers.Dense(3, name="fc2")(hidden))
+    model.get_layer("fc1").set_weights([rng.normal(0, 1, (8, 6)) * np.array([1, 1, 1, 0.02, 0.02, 0.02]),
+                                        np.array([0.0, 0.0, 0.0, 0.01, -0.01, 0.005])])
+    model.get_layer("fc2").set_weights([rng.normal(0, 1, (6, 3)), np.zeros(3)])
+    x = rng.normal(0, 2, (512, 8)).astype(np.float32)
+    float_mean = np.asarray(model(x)).mean(axis=0)
+
+    def rounded_mean_error(sequential: bool) -> float:
+        folded, units = fold.fold_batch_norm(model)
+        bias_correction.correct_biases(folded, units, x, per_tensor=True, sequential=sequential)
+        for unit in units:
+            unit.set(bias_correction.quantize_weights(unit.kernel, None), unit.bias)
+        return float(np.abs(np.asarray(folded(x)).mean(axis=0) - float_mean).max())
+
+    assert rounded_mean_error(sequential=True) < 1e-4 < rounded_mean_error(sequential=False)
