@@ -104,6 +104,20 @@ static void send_input(emn_app *app, uint32_t id, uint32_t offset, uint32_t tota
   feed(app, frame, emn_encode_input(&in, frame, sizeof frame));
 }
 
+static size_t chunk_len(uint32_t off) { return INPUT_BYTES - off < MAX_PAYLOAD ? INPUT_BYTES - off : MAX_PAYLOAD; }
+
+/* Unpack reply i as a RESULT into r, with room for one layer time and one top-k entry. */
+static int unpack_reply_result(int i, emn_result *r) {
+  static uint32_t layers[1];
+  static emn_topk_entry topk[1];
+  emn_frame f = as_frame(&g_replies[i]);
+  r->layer_us = layers;
+  r->layer_cap = 1;
+  r->topk = topk;
+  r->topk_cap = 1;
+  return emn_unpack_result(&f, r);
+}
+
 static int is_ack(int i, uint32_t id, uint32_t next) {
   emn_ack a;
   emn_frame f;
@@ -210,21 +224,14 @@ int main(void) {
 
   /* an input in 64-byte chunks: ACK each, then RESULT with the CRC of the input and the output */
   for (off = 0; off < INPUT_BYTES; off += MAX_PAYLOAD) {
-    size_t n = INPUT_BYTES - off < MAX_PAYLOAD ? INPUT_BYTES - off : MAX_PAYLOAD;
+    size_t n = chunk_len(off);
     send_input(&app, 7, off, INPUT_BYTES, image + off, n);
     if (off + n < INPUT_BYTES) CHECK(g_n == 1 && is_ack(0, 7, off + (uint32_t)n), "ACK after chunk at %u", off);
   }
   {
     emn_result r;
-    uint32_t layers[1];
-    emn_topk_entry topk[1];
-    r.layer_us = layers;
-    r.layer_cap = 1;
-    r.topk = topk;
-    r.topk_cap = 1;
-    f = as_frame(&g_replies[1]);
     CHECK(g_n == 2 && is_ack(0, 7, INPUT_BYTES), "last chunk not acknowledged");
-    CHECK(emn_unpack_result(&f, &r) == EMN_OK && r.id == 7 && r.boot_nonce == 0x12345678u &&
+    CHECK(unpack_reply_result(1, &r) == EMN_OK && r.id == 7 && r.boot_nonce == 0x12345678u &&
               r.input_crc32 == emn_crc32(image, INPUT_BYTES) && r.cycles == 123456789012ull && r.micros == 123456789012ull / 480u &&
               r.kind == EMN_RESULT_RAW && r.output_len == OUTPUT_BYTES && memcmp(r.output, g_tensor_out, OUTPUT_BYTES) == 0 &&
               memcmp(g_tensor_in, image, INPUT_BYTES) == 0,
@@ -293,7 +300,7 @@ int main(void) {
   /* the model fails: ERROR runtime with its message */
   g_fail_next = 1;
   for (off = 2 * MAX_PAYLOAD; off < INPUT_BYTES; off += MAX_PAYLOAD) {
-    size_t n = INPUT_BYTES - off < MAX_PAYLOAD ? INPUT_BYTES - off : MAX_PAYLOAD;
+    size_t n = chunk_len(off);
     send_input(&app, 8, off, INPUT_BYTES, image + off, n);
   }
   CHECK(g_n == 2 && is_ack(0, 8, INPUT_BYTES) && is_error(1, EMN_E_RUNTIME, 0), "invoke failure");
@@ -312,19 +319,12 @@ int main(void) {
   /* a cycle counter that missed its wraps during the inference: corrected from the microsecond timer */
   g_miss_wraps = 1;
   for (off = 0; off < INPUT_BYTES; off += MAX_PAYLOAD) {
-    size_t n = INPUT_BYTES - off < MAX_PAYLOAD ? INPUT_BYTES - off : MAX_PAYLOAD;
+    size_t n = chunk_len(off);
     send_input(&app, 20, off, INPUT_BYTES, image + off, n);
   }
   {
     emn_result r;
-    uint32_t layers[1];
-    emn_topk_entry topk[1];
-    r.layer_us = layers;
-    r.layer_cap = 1;
-    r.topk = topk;
-    r.topk_cap = 1;
-    f = as_frame(&g_replies[1]);
-    CHECK(g_n == 2 && emn_unpack_result(&f, &r) == EMN_OK && r.cycles == 123456789012ull,
+    CHECK(g_n == 2 && unpack_reply_result(1, &r) == EMN_OK && r.cycles == 123456789012ull,
           "missed counter wraps not corrected");
   }
 
