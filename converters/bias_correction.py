@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemnv2_converters.fold import Unit, _inbound, fold_batch_norm
+from edgemnv2_converters.fold import Unit, inbound_layer_names, fold_batch_norm
 
 # The side-by-side walk keeps whole activation tensors of every image it uses: bound them to 100 images at 224 px
 SEQUENTIAL_MAX_INPUT_VALUES = 100 * 224 * 224 * 3
@@ -115,7 +115,7 @@ def _correct_sequentially(model: Any, units: list[Unit], images: np.ndarray, per
                       twin_unit.bias)
         at_bias[(unit.bn if unit.bn is not None else unit.conv).name] = (unit, twin_unit)
     configs = model.get_config()["layers"]
-    sources = {c["name"]: _inbound(c) for c in configs}
+    sources = {c["name"]: inbound_layer_names(c) for c in configs}
     readers_left: dict[str, int] = {}
     for name in sources:
         for source in sources[name]:

@@ -146,12 +146,10 @@ def _mse_range(hist: np.ndarray, lo: float, hi: float, levels: int = 256) -> tup
     return float(best[0]), float(best[1])
 
 
-def activation_ranges(model_bytes: bytes, images: np.ndarray, method: str,
-                      percentile: float = DEFAULT_PERCENTILE, keep: Iterable[str] = ()) -> list[TensorRange]:
+def activation_ranges(model_bytes: bytes, images: np.ndarray, method: str) -> list[TensorRange]:
     """Choose a range for every activation a calibrated model recorded.
 
-    The model input and the tensors named in `keep` keep their recorded min/max (the input's range is
-    the preprocessing's, not a statistic).
+    The model input keeps its recorded min/max (its range is the preprocessing's, not a statistic).
     """
     if method not in METHODS:
         raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -160,16 +158,15 @@ def activation_ranges(model_bytes: bytes, images: np.ndarray, method: str,
     recorded = _recorded_tensors(model_bytes)
     graph = tflite.Model.GetRootAsModel(model_bytes, 0).Subgraphs(0)
     fixed = {graph.Inputs(i) for i in range(graph.InputsLength())}
-    keep = set(keep)
     if method == "minmax":
         return [TensorRange(n, (lo, hi), (lo, hi)) for n, lo, hi in recorded.values()]
     hists = _histograms(model_bytes, images, recorded)
     ranges = []
     for index, (name, lo, hi) in recorded.items():
-        if index in fixed or name in keep or hi <= lo:
+        if index in fixed or hi <= lo:
             chosen = (lo, hi)
         elif method == "percentile":
-            chosen = _percentile_range(hists[index], lo, hi, percentile)
+            chosen = _percentile_range(hists[index], lo, hi, DEFAULT_PERCENTILE)
         else:
             chosen = _mse_range(hists[index], lo, hi)
         ranges.append(TensorRange(name, (lo, hi), chosen))

@@ -74,7 +74,7 @@ class Unit:
             self.conv.bias.assign(bias.astype(np.float32))
 
 
-def _inbound(layer_config: dict) -> list[str]:
+def inbound_layer_names(layer_config: dict) -> list[str]:
     """Names of the layers a functional-model layer config reads from."""
     names: list[str] = []
 
@@ -97,7 +97,7 @@ def consumers_map(model: Any) -> dict[str, list[str]]:
     """layer name -> names of the layers that read its output."""
     readers: dict[str, list[str]] = {layer.name: [] for layer in model.layers}
     for config in model.get_config()["layers"]:
-        for source in _inbound(config):
+        for source in inbound_layer_names(config):
             readers.setdefault(source, []).append(config["name"])
     return readers
 
