@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgemnv2 import __version__, models, quantization
+from edgemnv2 import __version__, atomic, models, quantization
 from edgemnv2.errors import ConversionError, InputError
 from edgemnv2.tflite_file import op_name
 from edgemnv2.models import ModelSource, ModelSpec
@@ -214,10 +214,9 @@ def verify(job: ConvertJob) -> None:
 
 def write_outputs(job: ConvertJob, started: float) -> None:
     assert job.output is not None and job.tflite is not None and job.summary is not None
-    job.output.write_bytes(job.tflite)
+    atomic.write_bytes(job.output, job.tflite)
     sidecar = build_sidecar(job, wall_time_s=time.perf_counter() - started)
-    path = sidecar_path(job.output)
-    path.write_text(json.dumps(sidecar, indent=2) + "\n")
+    path = atomic.write_json(sidecar_path(job.output), sidecar)
     job.result = ConvertResult(output=job.output, sidecar_path=path, sidecar=sidecar)
 
 

@@ -37,6 +37,10 @@ class DeviceProfileError(InputError):
     """A device profile is unknown or malformed."""
 
 
+class OutputError(EdgeMNV2Error):
+    """A file or folder the tool writes cannot be written (full disk, read-only, no permission)."""
+
+
 class ConversionError(EdgeMNV2Error):
     """The converter failed or produced a model that breaks the requested contract."""
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgemnv2 import atomic
 from edgemnv2.errors import ModelError
 from edgemnv2.tflite_file import load_model, op_name
 
@@ -184,7 +185,7 @@ def plot(report: LayerReport, path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    atomic.save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 

@@ -15,11 +15,13 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgemnv2 import atomic
 from edgemnv2.errors import ModelError, WeightsUnavailable
 
 log = logging.getLogger(__name__)
@@ -131,11 +133,9 @@ def _download(alpha: float, resolution: int, cache: Path) -> Path:
 
     name = weights_filename(alpha, resolution)
     target = cache / name
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
     with urllib.request.urlopen(WEIGHTS_URL + name, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        partial.write_bytes(response.read())
-    partial.replace(target)
+        with atomic.replacing(target) as handle:
+            shutil.copyfileobj(response, handle)
     return target
 
 

@@ -22,6 +22,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
+from edgemnv2 import atomic
 from edgemnv2.errors import ConversionError, InputError
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ def write_float_twin(job: ConvertJob) -> None:
     if twin is None or job.output is None:
         return
     path = float_twin_path(job.output)
-    path.write_bytes(twin)
+    atomic.write_bytes(path, twin)
     job.quantization["float_twin"] = path.name
 
 

@@ -14,7 +14,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# ../shared beside the checkout, or $EDGEMNV2_SHARED (as edgemnv2.paths reads it) for a checkout elsewhere
+SHARED = Path(os.environ.get("EDGEMNV2_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 
 
 @pytest.fixture(scope="session")

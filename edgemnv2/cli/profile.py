@@ -49,8 +49,6 @@ def profile_cmd(model: Path | None, alpha: float | None, resolution: int | None,
             render.render_plot(reports[0], plot)
         except ImportError:
             raise InputError("--plot needs matplotlib (pip install 'edgemnv2[plot]')") from None
-        except OSError as exc:
-            raise InputError(f"cannot write the plot to {plot}: {exc.strerror or exc}") from None
         click.echo(f"plot written to {plot}", err=True)
     many = len(reports) > 1
     if as_json:

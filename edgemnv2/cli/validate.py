@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from edgemnv2 import atomic
 from edgemnv2.cli.options import emit_json, json_option, progress_enabled, to_jsonable
 from edgemnv2.errors import InputError
 from edgemnv2.convert import ensure_writable
@@ -74,10 +74,7 @@ def validate_cmd(model: Path, reference: str | None, weights_dir: Path | None, d
         payload["per_layer"] = {"images": layers.images, "float_model": layers.float_model,
                                 "worst_first": to_jsonable(layers.worst())}
     if output is not None:
-        try:
-            output.write_text(json.dumps(payload, indent=2) + "\n")
-        except OSError as exc:
-            raise InputError(f"cannot write report {output}: {exc.strerror or exc}") from exc
+        atomic.write_json(output, payload)
     if as_json:
         emit_json(payload)
     else:

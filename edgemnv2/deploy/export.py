@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from edgemnv2 import atomic
 from edgemnv2.deploy.boards import Board, resolve_board
 from edgemnv2.errors import InputError, ModelError
 from edgemnv2.tflite_file import load_model, op_name, parse_errors
@@ -243,13 +244,26 @@ def render_template(text: str, values: dict[str, str]) -> str:
 
 # ---------------------------------------------------------------------------------------------- project writer
 
-def _prepare_out(out: Path) -> None:
-    """Refuse to write into a folder with other files unless it is a previous export."""
+def _previous_export(out: Path) -> list[str]:
+    """Top-level names a previous export wrote in `out` (replaced by the new one; the user's files stay).
+
+    Refuses a folder with other files unless it is a previous export."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
-        raise InputError(f"--out {out} is not empty and was not made by `edgemnv2 export`; choose a new folder")
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.is_dir() or not any(out.iterdir()):
+        return []
+    try:
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        raise InputError(f"--out {out} is not empty and was not made by `edgemnv2 export`; "
+                         "choose a new folder") from None
+    files = manifest.get("files", []) if isinstance(manifest, dict) else []
+    return sorted({MANIFEST_NAME, *(str(f).split("/")[0] for f in files)})
+
+
+def _manifest_files(written: list[Path], root: Path) -> list[str]:
+    """Everything the export writes: the files so far, the manifest and the README written after it."""
+    return sorted({str(p.relative_to(root)) for p in written} | {MANIFEST_NAME, "README.md"})
 
 
 def _copy(src: Path, dst: Path, written: list[Path]) -> None:
@@ -329,36 +343,38 @@ def render_firmware(request: ExportRequest) -> FirmwareExport:
     calls = resolver_calls(facts)
     arena, arena_source = arena_for(facts.path, request.arena_bytes)
     out = Path(request.out)
-    _prepare_out(out)
     written: list[Path] = []
-    src = out / layout.source_dir
-    for name in COMMON_FILES:
-        _copy(TEMPLATES_DIR / "common" / name, src / name, written)
-    for template, dest in layout.board_files.items():
-        _copy(TEMPLATES_DIR / request.target / template, out / dest, written)
-    if request.target == "arduino":
-        text = (TEMPLATES_DIR / "arduino" / "sketch.yaml.tmpl").read_text()
-        _write(out / "edgemnv2_fw" / "sketch.yaml", render_template(text, {"FQBN": board.fqbn or ""}), written)
-    array = write_c_array(facts.path.read_bytes(), src, symbol="g_model", basename="model_data",
-                          source_ext=layout.model_ext)
-    written += [array.source, array.header]
-    _write(src / "edgemnv2_config.h",
-           render_config(facts, board, arena, request.baud, layout.extra_config(board, arena)), written)
-    _write(src / "model_ops.h", render_ops_header(facts, calls), written)
-    warnings = _check_fit(facts, board, arena)
-    manifest = {"target": request.target, "board": board.name, "fqbn": board.fqbn, "idf_target": board.idf_target,
-                "pico_board": board.pico_board, "model": facts.path.name, "model_sha256": facts.sha256,
-                "arena_bytes": arena, "baud": request.baud, "source_dir": layout.source_dir,
-                "portable_sources": list(PORTABLE_SOURCES)}
-    _write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n", written)
-    plan = flash.plan_flash(request.target, out, port=None)
-    commands = [_relative_command(c.argv, plan.project) for c in plan.commands]
-    _write(out / "README.md", _firmware_readme(request.target, board, facts, arena, arena_source, calls, plan,
-                                                warnings), written)
+    with atomic.staged_dir(out, generated=_previous_export(out)) as stage:
+        src = stage / layout.source_dir
+        for name in COMMON_FILES:
+            _copy(TEMPLATES_DIR / "common" / name, src / name, written)
+        for template, dest in layout.board_files.items():
+            _copy(TEMPLATES_DIR / request.target / template, stage / dest, written)
+        if request.target == "arduino":
+            text = (TEMPLATES_DIR / "arduino" / "sketch.yaml.tmpl").read_text()
+            _write(stage / "edgemnv2_fw" / "sketch.yaml", render_template(text, {"FQBN": board.fqbn or ""}),
+                   written)
+        array = write_c_array(facts.path.read_bytes(), src, symbol="g_model", basename="model_data",
+                              source_ext=layout.model_ext)
+        written += [array.source, array.header]
+        _write(src / "edgemnv2_config.h",
+               render_config(facts, board, arena, request.baud, layout.extra_config(board, arena)), written)
+        _write(src / "model_ops.h", render_ops_header(facts, calls), written)
+        warnings = _check_fit(facts, board, arena)
+        manifest = {"target": request.target, "board": board.name, "fqbn": board.fqbn,
+                    "idf_target": board.idf_target, "pico_board": board.pico_board, "model": facts.path.name,
+                    "model_sha256": facts.sha256, "arena_bytes": arena, "baud": request.baud,
+                    "source_dir": layout.source_dir, "portable_sources": list(PORTABLE_SOURCES),
+                    "files": _manifest_files(written, stage)}
+        _write(stage / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n", written)
+        plan = flash.plan_flash(request.target, stage, port=None)
+        commands = [_relative_command(c.argv, plan.project) for c in plan.commands]
+        _write(stage / "README.md", _firmware_readme(request.target, board, facts, arena, arena_source, calls, plan,
+                                                     warnings), written)
+        files = sorted(str(p.relative_to(stage)) for p in written)
     return FirmwareExport(target=request.target, board=board.name, out=out, model_sha256=facts.sha256,
                           model_bytes=facts.size_bytes, arena_bytes=arena, arena_source=arena_source,
-                          ops=list(facts.ops), files=sorted(str(p.relative_to(out)) for p in written),
-                          build_commands=commands, warnings=warnings)
+                          ops=list(facts.ops), files=files, build_commands=commands, warnings=warnings)
 
 
 def _relative_command(argv: list[str], root: Path) -> str:
@@ -422,16 +438,24 @@ def render_linux_agent(request: ExportRequest) -> FirmwareExport:
     if request.arena_bytes is not None:
         raise InputError("--arena-bytes applies to microcontroller targets; the Linux agent allocates its own")
     out = Path(request.out)
-    _prepare_out(out)
-    written: list[Path] = []
-    for name, path in agent_files().items():
-        _copy(path, out / name, written)
-    _copy(facts.path, out / facts.path.name, written)
-    manifest = {"target": "linux-agent", "model": facts.path.name, "model_sha256": facts.sha256,
-                "agent_files": sorted(agent_files())}
-    _write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n", written)
     run = f"python3 agent.py --model {facts.path.name} --port /dev/ttyGS0 --baud {request.baud}"
-    _write(out / "README.md", "\n".join([
+    written: list[Path] = []
+    with atomic.staged_dir(out, generated=_previous_export(out)) as stage:
+        for name, path in agent_files().items():
+            _copy(path, stage / name, written)
+        _copy(facts.path, stage / facts.path.name, written)
+        manifest = {"target": "linux-agent", "model": facts.path.name, "model_sha256": facts.sha256,
+                    "agent_files": sorted(agent_files()), "files": _manifest_files(written, stage)}
+        _write(stage / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n", written)
+        _write(stage / "README.md", _agent_readme(facts, run), written)
+        files = sorted(str(p.relative_to(stage)) for p in written)
+    return FirmwareExport(target="linux-agent", board=None, out=out, model_sha256=facts.sha256,
+                          model_bytes=facts.size_bytes, arena_bytes=None, arena_source=None, ops=list(facts.ops),
+                          files=files, build_commands=[run])
+
+
+def _agent_readme(facts: ModelFacts, run: str) -> str:
+    return "\n".join([
         f"# edgemnv2 Linux agent: {facts.path.name}", "",
         "Serves the edgemnv2 serial protocol (docs/protocol.md) on a Linux board (Raspberry Pi, Coral Dev Board) "
         "with ai-edge-litert or tflite-runtime, and the Edge TPU delegate when present.", "",
@@ -439,10 +463,7 @@ def render_linux_agent(request: ExportRequest) -> FirmwareExport:
         "```", "python3 -m pip install numpy pyserial ai-edge-litert   # or tflite-runtime", run, "```", "",
         "`python3 agent.py --help` lists the options (serial device, baud, runtime).",
         f"Model: {facts.size_bytes} bytes, sha256 `{facts.sha256}`, input {facts.input.dtype} "
-        f"{list(facts.input.shape)}, output {facts.output.dtype} {list(facts.output.shape)}.", ""]), written)
-    return FirmwareExport(target="linux-agent", board=None, out=out, model_sha256=facts.sha256,
-                          model_bytes=facts.size_bytes, arena_bytes=None, arena_source=None, ops=list(facts.ops),
-                          files=sorted(str(p.relative_to(out)) for p in written), build_commands=[run])
+        f"{list(facts.input.shape)}, output {facts.output.dtype} {list(facts.output.shape)}.", ""])
 
 
 def _render_phone(request: ExportRequest) -> Any:

@@ -25,6 +25,7 @@ import numpy as np
 from flatbuffers import number_types as N
 from flatbuffers.table import Table
 
+from edgemnv2 import atomic
 from edgemnv2.errors import InputError, ModelError, RuntimeUnavailable
 from edgemnv2.tflite_file import load_model, parse_errors
 
@@ -394,11 +395,7 @@ def add_metadata(model_path: Path, labels_path: Path, out_path: Path, name: str 
     out.seek(0, io.SEEK_END)
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as z:
         z.writestr(LABELS_NAME, "\n".join(labels) + "\n")
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_bytes(out.getvalue())
-    except OSError as exc:
-        raise InputError(f"cannot write {out_path}: {exc.strerror}") from exc
+    atomic.write_bytes(out_path, out.getvalue())
     types = {_UINT8: "uint8", _INT8: "int8", _FLOAT32: "float32"}
     return PhoneExport(model=out_path, labels=Path(labels_path), classes=classes, input_type=types[in_t.type],
                        output_type=types[out_t.type], changes=tuple(changes), metadata_bytes=len(metadata),
@@ -453,14 +450,16 @@ def render_phone(target: str, model: Path, out_dir: Path, labels: Path | None = 
         if labels is None or not labels.is_file():
             raise InputError("no labels file given and ../shared/data/imagenet_labels.txt not found: pass --labels FILE")
     out_dir = Path(out_dir)
-    result = add_metadata(model, labels, out_dir / f"{Path(model).stem}_metadata.tflite")
-    names = read_labels(labels, result.classes)
-    (out_dir / LABELS_NAME).write_text("\n".join(names) + "\n")
-    info = read_metadata(result.model.read_bytes())
-    size = info.inputs[0].image_size or (0, 0)
-    text = (_ANDROID_README if target == "android" else _IOS_README).format(
-        name=Path(model).stem, model=result.model.name, stem=result.model.stem, mean=NORM_MEAN, std=NORM_STD,
-        classes=result.classes, input_type=result.input_type, output_type=result.output_type, width=size[0],
-        height=size[1], labels=LABELS_NAME)
-    (out_dir / "README.md").write_text(text)
-    return result
+    model_name = f"{Path(model).stem}_metadata.tflite"
+    with atomic.staged_dir(out_dir, generated=(model_name, LABELS_NAME, "README.md")) as stage:
+        result = add_metadata(model, labels, stage / model_name)
+        names = read_labels(labels, result.classes)
+        (stage / LABELS_NAME).write_text("\n".join(names) + "\n")
+        info = read_metadata(result.model.read_bytes())
+        size = info.inputs[0].image_size or (0, 0)
+        text = (_ANDROID_README if target == "android" else _IOS_README).format(
+            name=Path(model).stem, model=model_name, stem=result.model.stem, mean=NORM_MEAN, std=NORM_STD,
+            classes=result.classes, input_type=result.input_type, output_type=result.output_type, width=size[0],
+            height=size[1], labels=LABELS_NAME)
+        (stage / "README.md").write_text(text)
+    return dataclasses.replace(result, model=out_dir / model_name)

@@ -17,6 +17,7 @@ import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgemnv2 import atomic
 from edgemnv2.profile.cost import graph_costs
 from edgemnv2.profile.devices import DeviceProfile
 from edgemnv2.profile.graph import ModelGraph
@@ -417,7 +418,7 @@ def render_plot(report: ProfileReport, path: Path) -> Path:
     bottom.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    atomic.save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
