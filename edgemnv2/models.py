@@ -139,15 +139,23 @@ def _download(alpha: float, resolution: int, cache: Path) -> Path:
     return target
 
 
-def resolve_imagenet_weights(alpha: float, resolution: int, weights_dir: Path | None = None) -> Path:
-    """Find (or download) the ImageNet weights file; WeightsUnavailable says which file to put where."""
+def find_imagenet_weights(alpha: float, resolution: int, weights_dir: Path | None = None) -> Path | None:
+    """The ImageNet weights file already on disk (mirror folders, then Keras's cache), never downloading."""
     ModelSpec(alpha, resolution)  # validates alpha/resolution with a one-line error
-    mirrors = _mirror_dirs(weights_dir)
-    cache = keras_cache_dir()
-    for folder in [*mirrors, cache]:
+    for folder in [*_mirror_dirs(weights_dir), keras_cache_dir()]:
         found = _find_in(folder, alpha, resolution)
         if found:
             return found
+    return None
+
+
+def resolve_imagenet_weights(alpha: float, resolution: int, weights_dir: Path | None = None) -> Path:
+    """Find (or download) the ImageNet weights file; WeightsUnavailable says which file to put where."""
+    found = find_imagenet_weights(alpha, resolution, weights_dir)
+    if found:
+        return found
+    mirrors = _mirror_dirs(weights_dir)
+    cache = keras_cache_dir()
     name = weights_filename(alpha, resolution)
     where = mirrors[0] if mirrors else cache
     other_alpha = [m for m in [*mirrors, cache] if any(m.glob("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_*.h5"))]

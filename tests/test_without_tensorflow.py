@@ -48,6 +48,7 @@ def test_blocker_really_blocks(tmp_path: Path) -> None:
     ["profile", "--alpha", "0.35", "--resolution", "96", "--device", "all", "--json"],
     ["edgetpu", "check", "{model}", "--json"],
     ["devices", "--json"],
+    ["fit", "--device", "esp32-s3", "--max-latency-ms", "500", "--json"],
 ])
 def test_light_commands_run_without_tensorflow(args: list[str], coral_v2_tflite: Path) -> None:
     proc = edgemnv2_without_tf(*[a.format(model=coral_v2_tflite) for a in args])

@@ -48,6 +48,7 @@ class _Builder:
     constants: int = 0
     next_id: int = 0
     dtype: str = "int8"           # "float32" for float models (4-byte tensors and weights, no quantization)
+    per_tensor: bool = False      # one weight scale per tensor (NPUs) instead of one per output channel
 
     @property
     def element_bytes(self) -> int:
@@ -65,7 +66,8 @@ class _Builder:
             known: bool = True) -> tuple[int, tuple[int, ...]]:
         """Append a layer; weights/bias are element counts, channels the per-channel quantization count."""
         out = self.tensor(out_shape)
-        quant_bytes = 0 if self.dtype == "float32" else channels * _QUANT_BYTES_PER_CHANNEL
+        scales = min(channels, 1) if self.per_tensor else channels
+        quant_bytes = 0 if self.dtype == "float32" else scales * _QUANT_BYTES_PER_CHANNEL
         weight_bytes = 0
         if weights:
             weight_bytes += weights * self.element_bytes + quant_bytes
@@ -126,10 +128,11 @@ def _check(alpha: float, resolution: int) -> None:
 
 
 def mobilenet_v2_graph(alpha: float = 1.0, resolution: int = 224, classes: int = 1000,
-                       dtype: str = "int8") -> ModelGraph:
-    """The TFLite layer table of `keras.applications.MobileNetV2(alpha, (res, res, 3), classes)` (int8 or float32)."""
+                       dtype: str = "int8", per_tensor: bool = False) -> ModelGraph:
+    """The TFLite layer table of `keras.applications.MobileNetV2(alpha, (res, res, 3), classes)` (int8 or float32;
+    `per_tensor`: int8 with one weight scale per tensor, as `convert --per-tensor` writes it)."""
     _check(alpha, resolution)
-    b = _Builder(dtype=dtype)
+    b = _Builder(dtype=dtype, per_tensor=per_tensor)
     inp = b.tensor((1, resolution, resolution, 3))
     x = (inp, (1, resolution, resolution, 3))
     x = b.conv("Conv1", x, make_divisible(32 * alpha, 8), 3, 2)
@@ -147,7 +150,8 @@ def mobilenet_v2_graph(alpha: float = 1.0, resolution: int = 224, classes: int =
     last = make_divisible(1280 * alpha, 8) if alpha > 1.0 else 1280
     x = b.conv("Conv_1", x, last, 1, 1)
     b.head(x, classes, "mean")
-    return b.graph(f"MobileNetV2 alpha={alpha:g} resolution={resolution} (spec, {dtype})", inp)
+    kind = f"{dtype}, per-tensor" if per_tensor else dtype
+    return b.graph(f"MobileNetV2 alpha={alpha:g} resolution={resolution} (spec, {kind})", inp)
 
 
 def mobilenet_v1_graph(alpha: float = 1.0, resolution: int = 224, classes: int = 1001, channels: int = 3,
