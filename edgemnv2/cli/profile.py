@@ -25,9 +25,18 @@ from edgemnv2.errors import GateFailed, InputError
 @click.option("--plot", type=click.Path(path_type=Path), default=None,
               help="Write a PNG of per-layer multiplications and the memory timeline (first device).")
 @click.option("--require-fit", is_flag=True, help="Exit 3 when the model does not fit a device.")
+@click.option("--schedule", type=click.Choice(["tflm", "inplace", "patch", "auto"]), default=None,
+              help="Static-engine schedules instead of the layer table: peak RAM, extra MACs, latency and which "
+                   "schedule fits each device (auto: all three; see docs/static-engine.md).")
+@click.option("--ram-budget", type=click.IntRange(min=1), default=None, metavar="BYTES",
+              help="RAM the patch schedule must fit (default: each --device's RAM less its runtime's).")
+@click.option("--patch-split", type=click.IntRange(min=1), default=None, metavar="STEP",
+              help="Patch schedule: tile the first STEP engine steps (with --tiles; default: searched).")
+@click.option("--tiles", default=None, metavar="ROWSxCOLS", help="Patch schedule: the tile grid, e.g. 4x4.")
 def profile_cmd(model: Path | None, alpha: float | None, resolution: int | None, classes: int, device: str | None,
                 device_file: Path | None, as_json: bool, as_csv: bool, as_markdown: bool, plot: Path | None,
-                require_fit: bool) -> None:
+                require_fit: bool, schedule: str | None, ram_budget: int | None, patch_split: int | None,
+                tiles: str | None) -> None:
     """Per-layer multiplications, memory and latency of MODEL (.tflite or Keras) on target devices.
 
     \b
@@ -36,12 +45,17 @@ def profile_cmd(model: Path | None, alpha: float | None, resolution: int | None,
       edgemnv2 profile --alpha 0.35 --resolution 96 --device esp32-s3 --json
       edgemnv2 profile model.tflite --device all --markdown
       edgemnv2 profile model.tflite --device-file my_board.toml --plot layers.png
+      edgemnv2 profile model.tflite --schedule auto --device stm32h7,nano33ble
     """
     from edgemnv2.profile import profile
     from edgemnv2.profile import report as render
 
     if sum((as_json, as_csv, as_markdown)) > 1:
         raise InputError("choose one of --json, --csv and --markdown")
+    if schedule is not None or ram_budget is not None or patch_split is not None or tiles is not None:
+        _schedules(model, alpha, resolution, device, device_file, schedule, ram_budget, patch_split, tiles,
+                   as_json, as_csv or as_markdown or plot is not None, require_fit)
+        return
     reports = profile(model, alpha=alpha, resolution=resolution, classes=classes, device=device,
                       device_file=device_file)
     if plot is not None:
@@ -63,6 +77,41 @@ def profile_cmd(model: Path | None, alpha: float | None, resolution: int | None,
         misfits = [r.device.key for r in reports if not r.fits]
         if misfits:
             raise GateFailed(f"the model does not fit: {', '.join(misfits)}")
+
+
+def _schedules(model: Path | None, alpha: float | None, resolution: int | None, device: str | None,
+               device_file: Path | None, schedule: str | None, ram_budget: int | None, patch_split: int | None,
+               tiles: str | None, as_json: bool, other_format: bool, require_fit: bool) -> None:
+    """`profile --schedule`: the schedule table (or JSON) and one fit verdict per device."""
+    from edgemnv2.profile import resolve_devices
+    from edgemnv2.profile.schedule_report import build_schedule_report, render_schedules
+
+    if schedule is None:
+        raise InputError("--ram-budget, --patch-split and --tiles go with --schedule")
+    if model is None or alpha is not None or resolution is not None:
+        raise InputError("--schedule plans a .tflite file: give MODEL (convert a spec with `edgemnv2 convert`)")
+    if other_format:
+        raise InputError("--schedule prints a table or --json (not --csv, --markdown or --plot)")
+    if (patch_split is None) != (tiles is None):
+        raise InputError("give --patch-split and --tiles together (or neither: they are searched)")
+    if patch_split is not None and schedule not in ("patch", "auto"):
+        raise InputError("--patch-split/--tiles set the patch schedule: use --schedule patch or auto")
+    grid = None
+    if tiles is not None:
+        parts = tiles.lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise InputError(f"--tiles {tiles!r}: give ROWSxCOLS, e.g. 4x4")
+        grid = (int(parts[0]), int(parts[1]))
+    devices = resolve_devices(device, device_file) if device or device_file else []
+    report = build_schedule_report(model, schedule, devices, ram_budget, patch_split, grid)
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(render_schedules(report))
+    if require_fit:
+        misfits = [v.device for v in report.devices if v.schedule is None]
+        if misfits:
+            raise GateFailed(f"no schedule fits: {', '.join(misfits)}")
 
 
 @click.command("devices")
