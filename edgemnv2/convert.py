@@ -43,6 +43,7 @@ class ConvertOptions:
     io: str | None = None
     calibration: Path | None = None  # None: the shared calibration folder
     num_calibration: int = 100
+    exclude_calibration: tuple[str, ...] = ()  # images of the folder never to calibrate on (held out)
     seed: int = 0
     output: Path | None = None  # None: <model name>_<quantize>.tflite in the current folder
     crop_fraction: float | None = 0.875
@@ -165,7 +166,11 @@ def list_calibration(job: ConvertJob) -> None:
         job.options.calibration = shared_calibration_dir()
     from edgemnv2 import data
 
-    job.calibration_files = data.list_images(job.options.calibration)
+    left_out = set(job.options.exclude_calibration)
+    job.calibration_files = [f for f in data.list_images(job.options.calibration)
+                             if data.relative_name(f, job.options.calibration) not in left_out]
+    if not job.calibration_files:
+        raise InputError(f"every image in {job.options.calibration} is held out; none is left to calibrate on")
 
 
 def build_model(job: ConvertJob) -> None:
@@ -181,7 +186,8 @@ def load_calibration(job: ConvertJob) -> None:
 
     job.calibration = data.load_images(job.options.calibration, job.resolution,
                                        limit=job.options.num_calibration, seed=job.options.seed,
-                                       crop_fraction=job.options.crop_fraction, progress=job.progress)
+                                       crop_fraction=job.options.crop_fraction,
+                                       exclude=job.options.exclude_calibration, progress=job.progress)
 
 
 def run_converter(job: ConvertJob) -> None:

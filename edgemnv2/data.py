@@ -170,14 +170,40 @@ def iter_images(files: list[Path], resolution: int, crop_fraction: float | None 
                 skipped.append((path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
 
 
+def relative_name(path: Path, folder: Path) -> str:
+    """How `exclude` names a file: its path below the folder, with forward slashes."""
+    return Path(path).relative_to(folder).as_posix()
+
+
+def holdout_split(files: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """(calibration files, held-out files): a seeded `fraction` of `files` (at least one) held out, both sorted.
+
+    For a user who gives one folder to both calibration and validation: no image is then validated by a
+    model calibrated on it.
+    """
+    if len(files) < 2:
+        raise DataError(f"holding images out of calibration needs at least 2 images, got {len(files)}")
+    held = set(choose_files(files, max(1, min(len(files) - 1, round(len(files) * fraction))), seed))
+    return [f for f in files if f not in held], [f for f in files if f in held]
+
+
 def load_images(folder: Path, resolution: int, *, limit: int | None = None, seed: int = 0,
                 crop_fraction: float | None = 0.875, synsets: Path | None = None,
-                progress: bool = False) -> ImageSet:
-    """Load, preprocess and label the images of `folder` (a seeded subset when `limit` is smaller)."""
+                exclude: tuple[str, ...] = (), progress: bool = False) -> ImageSet:
+    """Load, preprocess and label the images of `folder` (a seeded subset when `limit` is smaller).
+
+    `exclude`: paths relative to `folder` (`relative_name`) left out before choosing, e.g. the images held
+    out of calibration.
+    """
     from tqdm import tqdm
 
     folder = Path(folder)
     all_files = list_images(folder)
+    if exclude:
+        left_out = set(exclude)
+        all_files = [f for f in all_files if relative_name(f, folder) not in left_out]
+        if not all_files:
+            raise DataError(f"every image in {folder} is excluded; nothing is left to use")
     all_labels = label_files(folder, all_files, synsets)
     label_of = dict(zip(all_files, all_labels))
     chosen = choose_files(all_files, limit, seed)

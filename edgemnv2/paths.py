@@ -33,3 +33,8 @@ def shared_dir(required: bool = True) -> Path | None:
 
 def shared_calibration_dir() -> Path:
     return shared_dir() / "data" / "imagenet-calib"  # type: ignore[operator]
+
+
+def shared_validation_dir() -> Path:
+    """300 further ImageNet images, disjoint from the calibration ones: measure here, never calibrate."""
+    return shared_dir() / "data" / "imagenet-val"  # type: ignore[operator]

@@ -7,10 +7,16 @@ failed gate ends the command with exit code 3.
 
 Models with 1001 classes (background at index 0, e.g. Coral's exports) are compared with a
 1000-class reference by dropping index 0 and renormalising.
+
+Every rate carries a 95% Wilson interval: on 300 images one image is a third of a point, so a
+difference between two models means little without it. `compare=` runs a second model on the
+same images and gives the paired comparison (discordant images and an exact McNemar p-value), the
+test that fits two classifiers scored on one image set.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +31,70 @@ from edgemnv2.models import ModelSource
 
 FLOAT_BATCH = 32
 _EPS = 1e-7
+Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A 95% confidence interval of a rate, in percent."""
+
+    low: float
+    high: float
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> Interval:
+    """Wilson score interval of successes/n (percent): sound near 0% and 100%, where the normal one is not."""
+    if n <= 0:
+        raise ValueError("a confidence interval needs at least one trial")
+    p = successes / n
+    denominator = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact bounds at the edges, not 1e-16 off
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(100.0 * low, 100.0 * high)
+
+
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+    """Two-sided exact McNemar p-value: the discordant pairs under H0 are Binomial(b + c, 1/2)."""
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1)) / 2.0 ** n
+    return min(1.0, 2.0 * tail)
+
+
+@dataclass(frozen=True)
+class PairedRate:
+    """One rate (agreement with float, or top-1 accuracy) of both models on the same images."""
+
+    name: str  # "top1_agreement" | "top1"
+    model: float  # percent
+    other: float
+    model_ci: Interval
+    other_ci: Interval
+    only_model: int  # images where only the first model is right (agrees)
+    only_other: int
+    p_value: float  # exact McNemar on the discordant images
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The validated model against a second one on the same preprocessed images."""
+
+    other: str
+    rates: list[PairedRate]
+    differing_images: int  # images whose top-1 differs between the two models
+    differing_files: list[str]
+
+
+def paired_rate(name: str, first: np.ndarray, second: np.ndarray) -> PairedRate:
+    """Both models' rate of `first`/`second` (per-image booleans) with intervals and McNemar's test."""
+    n = len(first)
+    only_first, only_second = int(np.sum(first & ~second)), int(np.sum(second & ~first))
+    return PairedRate(name=name, model=100.0 * float(first.mean()), other=100.0 * float(second.mean()),
+                      model_ci=wilson_interval(int(first.sum()), n), other_ci=wilson_interval(int(second.sum()), n),
+                      only_model=only_first, only_other=only_second, p_value=mcnemar_exact(only_first, only_second))
 
 
 @dataclass
@@ -71,6 +141,13 @@ class ValidationReport:
     float_seconds: float = 0.0
     tflite_seconds: float = 0.0
     tflite_images_per_second: float = 0.0
+    top1_agreement_ci: Interval | None = None
+    float_top1_ci: Interval | None = None
+    float_top5_ci: Interval | None = None
+    tflite_top1_ci: Interval | None = None
+    tflite_top5_ci: Interval | None = None
+    note: str | None = None  # e.g. how images were held out of calibration
+    comparison: Comparison | None = None
     gates: list[GateResult] = field(default_factory=list)
     rows: list[ImageRow] | None = None
 
@@ -171,46 +248,85 @@ def resolve_reference(model_path: Path, reference: ModelSource | str | None,
     return models.source_from_description(sidecar["source"], weights_dir)
 
 
-def validate(model_path: Path, reference: ModelSource | str | None = None, data: Path | None = None, *,
-             limit: int | None = None, seed: int = 0, max_top1_drop: float | None = None,
-             min_agreement: float | None = None, per_image: bool = False, crop_fraction: float | None = 0.875,
-             synsets: Path | None = None, weights_dir: Path | None = None, backend: str = "auto",
-             progress: bool = False) -> ValidationReport:
-    """Compare a .tflite model with its float reference; gates are evaluated, not raised (see raise_for_gates)."""
-    model_path = Path(model_path)
+@dataclass(frozen=True)
+class _TFLiteRun:
+    """One TFLite model's dequantized outputs on the images (classes as the model has them)."""
+
+    outputs: np.ndarray
+    output_scale: float | None  # the probability grid of a quantized output, None for float outputs
+    backend: str
+    input: dict[str, Any]
+    seconds: float
+
+    def aligned(self, float_classes: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(outputs, probabilities, background dropped) in the reference's class order."""
+        outputs, dropped = align_classes(self.outputs, float_classes)
+        filled = fill_rounded_tail(outputs, self.output_scale) if self.output_scale is not None else outputs
+        return outputs, to_probabilities(filled), dropped
+
+
+def _open_checked(model_path: Path, backend: str) -> runtime.TFLiteModel:
     tfl = runtime.open_model(model_path, backend)  # a corrupt model fails before anything slow
     shape = tfl.input.shape
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
         raise ModelError(f"{model_path} input shape {shape} is not a square RGB image")
-    resolution = int(shape[1])
+    return tfl
+
+
+def _run_tflite(tfl: runtime.TFLiteModel, images: np.ndarray, progress: bool) -> _TFLiteRun:
+    # images/s is inference only (set input, invoke, read output) in the steady state, as on a device
+    # that keeps the model loaded: inputs are quantized beforehand like the rest of preprocessing
+    raw_inputs = tfl.quantize_input(images)
+    tfl.warm_up()
+    t0 = time.perf_counter()
+    raw_outputs = tfl.run_raw(raw_inputs, progress)
+    seconds = time.perf_counter() - t0
+    return _TFLiteRun(outputs=tfl.dequantize_output(raw_outputs),
+                      output_scale=tfl.output.scale if tfl.output.quantized else None, backend=tfl.backend,
+                      input={"dtype": str(tfl.input.dtype), "scale": tfl.input.scale,
+                             "zero_point": tfl.input.zero_point}, seconds=seconds)
+
+
+def validate(model_path: Path, reference: ModelSource | str | None = None, data: Path | None = None, *,
+             limit: int | None = None, seed: int = 0, max_top1_drop: float | None = None,
+             min_agreement: float | None = None, per_image: bool = False, crop_fraction: float | None = 0.875,
+             synsets: Path | None = None, weights_dir: Path | None = None, backend: str = "auto",
+             compare: Path | None = None, exclude: tuple[str, ...] = (), note: str | None = None,
+             progress: bool = False) -> ValidationReport:
+    """Compare a .tflite model with its float reference; gates are evaluated, not raised (see raise_for_gates).
+
+    `compare`: a second .tflite run on the same images for a paired comparison (`report.comparison`).
+    `exclude`: file names in `data` not to validate on (the images a model was calibrated on).
+    """
+    model_path = Path(model_path)
+    tfl = _open_checked(model_path, backend)
+    other = _open_checked(Path(compare), backend) if compare is not None else None
+    resolution = int(tfl.input.shape[1])
+    if other is not None and int(other.input.shape[1]) != resolution:
+        raise ModelError(f"--compare {Path(compare).name} takes {other.input.shape[1]} px images but "  # type: ignore[arg-type]
+                         f"{model_path.name} takes {resolution}: they cannot be compared on the same pixels")
     source = resolve_reference(model_path, reference, weights_dir)
     if isinstance(source, models.ModelSpec) and source.resolution != resolution:
         raise ModelError(f"reference {source.name} is {source.resolution}x{source.resolution} but {model_path.name} "
                          f"takes {resolution}x{resolution}")
     if data is None:
-        from edgemnv2.paths import shared_calibration_dir
+        from edgemnv2.paths import shared_validation_dir
 
-        data = shared_calibration_dir()
+        data = shared_validation_dir()
     data_mod.list_images(Path(data))  # missing / empty folder fails before the model is built
 
     if isinstance(source, models.ModelSpec):
         models.weights_file(source)  # missing weights fail before any inference
     imageset = data_mod.load_images(Path(data), resolution, limit=limit, seed=seed, crop_fraction=crop_fraction,
-                                    synsets=synsets, progress=progress)
+                                    synsets=synsets, exclude=exclude, progress=progress)
     if max_top1_drop is not None and not imageset.labelled:
         raise InputError(f"--max-top1-drop needs labelled images, and {data} has none (name files "
                          "<synset>_*.JPEG with an imagenet_synsets.txt, or use one subfolder per class)")
 
     # TFLite first: TensorFlow's thread pools keep spinning after Keras runs and would steal the cores
     # (measured: 250 → 80 img/s on 2 cores), making the reported images/s meaningless.
-    # images/s is inference only (set input, invoke, read output) in the steady state, as on a device
-    # that keeps the model loaded: inputs are quantized beforehand like the rest of preprocessing
-    raw_inputs = tfl.quantize_input(imageset.images)
-    tfl.warm_up()
-    t0 = time.perf_counter()
-    raw_outputs = tfl.run_raw(raw_inputs, progress)
-    tflite_seconds = time.perf_counter() - t0
-    tflite_out = tfl.dequantize_output(raw_outputs)
+    run = _run_tflite(tfl, imageset.images, progress)
+    other_run = _run_tflite(other, imageset.images, progress) if other is not None else None
 
     keras_model = models.load_keras_model(source)
     if models.model_resolution(keras_model) != resolution:
@@ -219,14 +335,12 @@ def validate(model_path: Path, reference: ModelSource | str | None = None, data:
     t0 = time.perf_counter()
     float_out = run_float(keras_model, imageset.images, progress)
     float_seconds = time.perf_counter() - t0
-
-    tflite_aligned, dropped = align_classes(tflite_out, float_out.shape[1])
+    tflite_aligned, q, dropped = run.aligned(float_out.shape[1])
     p = to_probabilities(float_out)
-    q = to_probabilities(fill_rounded_tail(tflite_aligned, tfl.output.scale) if tfl.output.quantized
-                         else tflite_aligned)
     kl = kl_divergence(p, q)
     abs_diff = np.abs(float_out - tflite_aligned)  # dequantized outputs, before any renormalisation
     float_top1, tflite_top1 = p.argmax(axis=1), q.argmax(axis=1)
+    agrees = float_top1 == tflite_top1
     n = len(imageset.images)
     # labels from another label space (e.g. ImageNet synsets for a 10-class model) cannot score accuracy
     labelled = imageset.labelled and int(imageset.labels.max()) < float_out.shape[1]
@@ -236,21 +350,30 @@ def validate(model_path: Path, reference: ModelSource | str | None = None, data:
 
     report = ValidationReport(
         model=str(model_path), reference=models.describe(source), data=str(Path(data).resolve()),
-        backend=tfl.backend, images=n, skipped=[f"{f.name}: {why}" for f, why in imageset.skipped],
+        backend=run.backend, images=n, skipped=[f"{f.name}: {why}" for f, why in imageset.skipped],
         labelled=labelled, classes=int(float_out.shape[1]), dropped_background=dropped,
-        input={"dtype": str(tfl.input.dtype), "scale": tfl.input.scale, "zero_point": tfl.input.zero_point},
-        top1_agreement=100.0 * float(np.mean(float_top1 == tflite_top1)),
+        input=run.input, top1_agreement=100.0 * float(np.mean(agrees)),
+        top1_agreement_ci=wilson_interval(int(agrees.sum()), n),
         mean_kl=float(np.mean(kl)), mean_abs_diff=float(np.mean(abs_diff)), max_abs_diff=float(np.max(abs_diff)),
-        float_seconds=round(float_seconds, 3), tflite_seconds=round(tflite_seconds, 3),
-        tflite_images_per_second=round(n / tflite_seconds, 2) if tflite_seconds > 0 else 0.0,
+        float_seconds=round(float_seconds, 3), tflite_seconds=round(run.seconds, 3),
+        tflite_images_per_second=round(n / run.seconds, 2) if run.seconds > 0 else 0.0, note=note,
     )
+    labels = imageset.labels
     if labelled:
-        labels = imageset.labels
-        report.float_top1 = 100.0 * float(np.mean(float_top1 == labels))
-        report.tflite_top1 = 100.0 * float(np.mean(tflite_top1 == labels))
-        report.float_top5 = 100.0 * float(np.mean(topk_hits(p, labels, 5)))
-        report.tflite_top5 = 100.0 * float(np.mean(topk_hits(q, labels, 5)))
-        report.top1_drop = report.float_top1 - report.tflite_top1
+        hits = {"float_top1": float_top1 == labels, "tflite_top1": tflite_top1 == labels,
+                "float_top5": topk_hits(p, labels, 5), "tflite_top5": topk_hits(q, labels, 5)}
+        for name, hit in hits.items():
+            setattr(report, name, 100.0 * float(np.mean(hit)))
+            setattr(report, f"{name}_ci", wilson_interval(int(hit.sum()), n))
+        report.top1_drop = report.float_top1 - report.tflite_top1  # type: ignore[operator]
+    if other_run is not None:
+        other_top1 = other_run.aligned(float_out.shape[1])[1].argmax(axis=1)
+        rates = [paired_rate("top1_agreement", agrees, other_top1 == float_top1)]
+        if labelled:
+            rates.append(paired_rate("top1", tflite_top1 == labels, other_top1 == labels))
+        differ = np.flatnonzero(other_top1 != tflite_top1)
+        report.comparison = Comparison(other=str(compare), rates=rates, differing_images=len(differ),
+                                       differing_files=[imageset.files[i].name for i in differ])
     if max_top1_drop is not None and report.top1_drop is not None:
         report.gates.append(GateResult("max_top1_drop", max_top1_drop, report.top1_drop,
                                        report.top1_drop <= max_top1_drop + 1e-9))
@@ -265,21 +388,52 @@ def validate(model_path: Path, reference: ModelSource | str | None = None, data:
     return report
 
 
+def _ci(interval: Interval | None) -> str:
+    return f" [{interval.low:.1f}, {interval.high:.1f}]" if interval is not None else ""
+
+
+def _p_value(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
 def render_text(report: ValidationReport) -> str:
-    """The short human summary the CLI prints on stdout."""
+    """The short human summary the CLI prints on stdout; brackets are 95% Wilson intervals."""
     ref = report.reference.get("name", "?")
     lines = [f"{Path(report.model).name} vs {ref} on {report.images} images from {report.data}"
              + (f" ({len(report.skipped)} unreadable skipped)" if report.skipped else "")]
+    if report.note:
+        lines.append(f"  note: {report.note}")
     if report.labelled:
-        lines.append(f"  top-1   float {report.float_top1:6.2f}%   tflite {report.tflite_top1:6.2f}%   "
-                     f"drop {report.top1_drop:+.2f} pts")
-        lines.append(f"  top-5   float {report.float_top5:6.2f}%   tflite {report.tflite_top5:6.2f}%")
+        lines.append(f"  top-1   float {report.float_top1:6.2f}%{_ci(report.float_top1_ci)}   tflite "
+                     f"{report.tflite_top1:6.2f}%{_ci(report.tflite_top1_ci)}   drop {report.top1_drop:+.2f} pts")
+        lines.append(f"  top-5   float {report.float_top5:6.2f}%{_ci(report.float_top5_ci)}   tflite "
+                     f"{report.tflite_top5:6.2f}%{_ci(report.tflite_top5_ci)}")
     else:
         lines.append("  (no labels: accuracy not computed)")
-    lines.append(f"  top-1 agreement {report.top1_agreement:.2f}%   mean KL {report.mean_kl:.4f}   "
-                 f"|float-tflite| mean {report.mean_abs_diff:.2e} max {report.max_abs_diff:.3f}")
+    lines.append(f"  top-1 agreement {report.top1_agreement:.2f}%{_ci(report.top1_agreement_ci)}   "
+                 f"mean KL {report.mean_kl:.4f}   |float-tflite| mean {report.mean_abs_diff:.2e} "
+                 f"max {report.max_abs_diff:.3f}")
     lines.append(f"  tflite ({report.backend}, {report.input['dtype']} input) {report.tflite_images_per_second:.1f} img/s"
-                 + ("   background class dropped (1001 → 1000)" if report.dropped_background else ""))
+                 + ("   background class dropped (1001 → 1000)" if report.dropped_background else "")
+                 + "   [95% Wilson intervals]")
+    if report.comparison is not None:
+        lines += render_comparison(report.comparison, Path(report.model).name)
     for gate in report.gates:
         lines.append(f"  gate {gate.name} {gate.threshold:g}: {'pass' if gate.passed else 'FAIL'} ({gate.value:.2f})")
     return "\n".join(lines)
+
+
+def render_comparison(comparison: Comparison, model_name: str) -> list[str]:
+    """The paired block: each rate for both models, the discordant images and McNemar's exact p-value."""
+    other = Path(comparison.other).name
+    lines = [f"  paired with {other} on the same images:"]
+    for rate in comparison.rates:
+        label = "agreement with float" if rate.name == "top1_agreement" else "top-1 accuracy"
+        lines.append(f"    {label:<21} {model_name} {rate.model:.2f}%{_ci(rate.model_ci)}   {other} "
+                     f"{rate.other:.2f}%{_ci(rate.other_ci)}")
+        lines.append(f"    {'':<21} right only in {model_name}: {rate.only_model}, only in {other}: "
+                     f"{rate.only_other}   McNemar exact p = {_p_value(rate.p_value)}")
+    shown = ", ".join(comparison.differing_files[:5]) + (", ..." if len(comparison.differing_files) > 5 else "")
+    lines.append(f"    top-1 differs between the two on {comparison.differing_images} image(s)"
+                 + (f": {shown}" if shown else ""))
+    return lines

@@ -20,13 +20,16 @@ from edgemnv2.convert import ensure_writable
 @click.option("--weights-dir", type=click.Path(path_type=Path), default=None,
               help="Weights mirror folder for a spec reference (as in convert).")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="Folder of images (default ../shared/data/imagenet-calib).")
+              help="Folder of images (default ../shared/data/imagenet-val: 300 images no conversion calibrates on).")
 @click.option("--limit", type=int, default=None, help="Use at most N images (seeded choice).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit choice.")
 @click.option("--max-top1-drop", type=float, default=None, metavar="POINTS",
               help="Fail (exit 3) when float top-1 minus TFLite top-1 exceeds this many percentage points.")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=None, metavar="PERCENT",
               help="Fail (exit 3) when top-1 agreement with the float model is below this percentage, e.g. 97.")
+@click.option("--compare", type=click.Path(path_type=Path), default=None, metavar="OTHER.tflite",
+              help="Also run OTHER.tflite on the same images: both agreements and accuracies, the images whose "
+                   "top-1 differs, and an exact McNemar p-value (paired test).")
 @click.option("--per-image", is_flag=True, help="Include one row per image in the JSON report.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="Also write the JSON report to this file.")
@@ -39,9 +42,11 @@ from edgemnv2.convert import ensure_writable
 @json_option
 def validate_cmd(model: Path, reference: str | None, weights_dir: Path | None, data: Path | None,
                  limit: int | None, seed: int, max_top1_drop: float | None, min_agreement: float | None,
-                 per_image: bool, output: Path | None, per_layer: bool, per_layer_images: int,
+                 compare: Path | None, per_image: bool, output: Path | None, per_layer: bool, per_layer_images: int,
                  plot: Path | None, as_json: bool) -> None:
     """Compare MODEL (.tflite) with its float reference: accuracy, agreement, KL, output error.
+
+    Rates come with 95% Wilson confidence intervals; --compare adds a paired test against a second model.
 
     \b
     Exit codes: 0 all gates passed, 1 error, 3 a gate (--max-top1-drop, --min-agreement) failed.
@@ -60,7 +65,7 @@ def validate_cmd(model: Path, reference: str | None, weights_dir: Path | None, d
         ensure_writable(plot, example="layers.png")
     report = validate(model, reference, data, limit=limit, seed=seed, max_top1_drop=max_top1_drop,
                       min_agreement=min_agreement, per_image=per_image, weights_dir=weights_dir,
-                      progress=progress_enabled())
+                      compare=compare, progress=progress_enabled())
     layers = None
     if per_layer:
         from edgemnv2 import layer_error
