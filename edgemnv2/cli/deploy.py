@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import click
@@ -18,33 +17,13 @@ def edgetpu_group() -> None:
     """Will the Coral Edge TPU run a model? Static check, or the real compiler when installed."""
 
 
-def _render_report(report, show_ops: bool) -> None:
-    from edgemnv2.deploy.edgetpu import format_mib
+def _emit(report, show_ops: bool, as_json: bool) -> None:
+    from edgemnv2.deploy.edgetpu import render_text, report_json
 
-    click.echo(f"Model:       {report.model}")
-    compiled_note = " (already compiled model)" if report.compiled and report.source != "edgetpu_compiler" else ""
-    click.echo(f"Checked by:  {report.source}{compiled_note}")
-    if report.ops:
-        tpu = Counter(p.op for p in report.ops if p.device == "tpu")
-        cpu = Counter(p.op for p in report.ops if p.device == "cpu")
-        click.echo(f"\n{'Operator':<28}{'TPU':>6}{'CPU':>6}")
-        for op in sorted(set(tpu) | set(cpu), key=lambda o: (-(tpu[o] + cpu[o]), o)):
-            click.echo(f"{op:<28}{tpu[op]:>6}{cpu[op]:>6}")
-        click.echo("")
-    if show_ops:
-        for p in report.ops:
-            click.echo(f"  #{p.index:<4} {p.op:<26} {p.device.upper()}" + (f"  {p.reason}" if p.reason else ""))
-        click.echo("")
-    click.echo(f"Ops:         {report.tpu_ops} on the Edge TPU, {report.cpu_ops} on the CPU")
-    if report.first_cpu_op:
-        where = f"#{report.first_cpu_index} " if report.first_cpu_index is not None else ""
-        click.echo(f"First CPU op: {where}{report.first_cpu_op}: {report.first_cpu_reason}")
-    fits = {True: "fits", False: "does NOT fit", None: "decided by the compiler"}[report.fits_cache]
-    click.echo(f"Parameters:  {format_mib(report.parameter_bytes)} vs {format_mib(report.cache_bytes)} "
-               f"on-chip cache ({fits})")
-    for note in report.notes:
-        click.echo(f"Note:        {note}")
-    click.echo(f"Verdict:     {report.verdict}")
+    if as_json:
+        emit_json(report_json(report))
+    else:
+        click.echo(render_text(report, show_ops))
 
 
 def _gate(report, strict: bool) -> None:
@@ -54,25 +33,30 @@ def _gate(report, strict: bool) -> None:
 
 @edgetpu_group.command("check")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--ops", "show_ops", is_flag=True, help="List every operator with where it runs and why.")
-@click.option("--strict", is_flag=True, help="Exit 3 when any op falls back to the CPU or the cache is exceeded.")
+@click.option("--ops", "show_ops", is_flag=True,
+              help="List every operator: TPU, or CPU before/after the TPU segment, with the compiler's status and why.")
+@click.option("--compiler-version", default=None, metavar="N",
+              help="Partition as this Edge TPU Compiler version does: 16 (default, the current release) keeps "
+                   "unsupported ops in front of the model on the CPU and starts the TPU segment after them; 15 "
+                   "sends the first unsupported op and everything after it to the CPU.")
+@click.option("--strict", is_flag=True,
+              help="Exit 3 when any op runs on the CPU or parameters stream from host memory.")
 @click.option("--rules", type=click.Path(path_type=Path), default=None,
               help="Use another rules file instead of the packaged edgetpu_ops.toml.")
 @json_option
-def check_cmd(model: Path, show_ops: bool, strict: bool, rules: Path | None, as_json: bool) -> None:
-    """Static check of MODEL.tflite against Coral's Edge TPU rules (no compiler needed).
+def check_cmd(model: Path, show_ops: bool, compiler_version: str | None, strict: bool, rules: Path | None,
+              as_json: bool) -> None:
+    """Predict how edgetpu_compiler partitions MODEL.tflite, from Coral's rules (no compiler needed).
 
-    Reports which ops the compiler would map to the TPU (everything before the first unsupported op),
-    where the CPU fallback starts and why, and parameter data against the ~8 MB on-chip cache. An already
-    compiled *_edgetpu.tflite is recognised and reported as compiled.
+    Reports which ops run on the Edge TPU, the CPU ops before and after the TPU segment, the first CPU op
+    and why, the tensors crossing the boundary, and parameter data against the ~8 MB on-chip cache (what
+    streams from host memory). An already compiled *_edgetpu.tflite is read as the compiler left it.
+    --json carries schema_version and every op's placement.
     """
     from edgemnv2.deploy import edgetpu
 
-    report = edgetpu.check_model(model, edgetpu.load_rules(rules) if rules else None)
-    if as_json:
-        emit_json(report)
-    else:
-        _render_report(report, show_ops)
+    report = edgetpu.check_model(model, edgetpu.load_rules(rules) if rules else None, compiler_version)
+    _emit(report, show_ops, as_json)
     _gate(report, strict)
 
 
@@ -93,11 +77,9 @@ def compile_cmd(model: Path, compiler_args: tuple[str, ...], out_dir: Path | Non
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     report, _log, text = edgetpu.compile_model(model, list(compiler_args), out_dir)
-    if as_json:
-        emit_json(report)
-    else:
+    if not as_json:
         click.echo(text.rstrip(), err=True)
-        _render_report(report, show_ops=False)
+    _emit(report, False, as_json)
     _gate(report, strict)
 
 

@@ -8,10 +8,11 @@ CPU (Linux boards, phones, MCUs), per layer:
 The cycles-per-output term is what makes narrow layers slower per MAC (requantization and stores do not
 shrink with the channel count), which is how small models run less efficiently on the same core.
 
-Edge TPU: ops run on the accelerator up to the first one it cannot run (non-integer, or a kind it
-lacks); the compiler hands that op and everything after it to the host CPU. Accelerator time is
-MACs at a per-kind share of the peak rate plus a per-op cost; parameters beyond the on-chip cache
-stream over the host link on every inference, as do the input and output tensors.
+Edge TPU: where each op runs is the Edge TPU compiler's partition as `edgemnv2.deploy.edgetpu.partition`
+predicts it (CPU ops before the TPU segment, the segment, CPU ops after it). Accelerator time is MACs at a
+per-kind share of the peak rate plus a per-op cost; CPU ops are costed on the device's host CPU profile;
+parameters beyond the on-chip cache stream over the host link on every inference, as do the tensors
+crossing the host/TPU boundary. Without a .tflite there is no partition and every layer counts on the TPU.
 
 Each profile's `efficiency` is the one factor fitted to published figures
 (`benchmarks/latency_calibration.py`); everything else comes from datasheets and kernel benchmarks.
@@ -26,12 +27,6 @@ from edgemnv2.profile.cost import LayerCost
 from edgemnv2.profile.devices import DeviceProfile
 from edgemnv2.profile.graph import MAC_KINDS, Layer, ModelGraph
 
-# Op kinds the Edge TPU executes (when integer); others fall back to the host CPU.
-EDGETPU_KINDS = frozenset({"conv", "pointwise", "depthwise", "fully_connected", "add", "mul", "pool", "mean",
-                           "softmax", "quantize", "reshape", "pad", "concat", "activation", "resize"})
-_INTEGER_TYPES = ("int8", "uint8", "int32")
-
-
 @dataclass(frozen=True)
 class LayerLatency:
     ms: float | None          # None: the estimator does not know this op
@@ -45,8 +40,17 @@ class EdgeTpuPlacement:
     parameter_cache_bytes: int
     streamed_bytes: int                  # the part that does not fit and streams every inference
     stream_ms: float
-    io_ms: float
+    io_ms: float                         # tensors crossing the host/TPU boundary over the host link
     cpu_fallback_ops: list[str] = field(default_factory=list)   # "index:name (reason)"
+    boundary_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class TpuPartition:
+    """Where each layer runs on an Edge TPU target (from `edgemnv2.deploy.edgetpu.partition`)."""
+
+    cpu_reasons: list[str | None]        # per layer: why it runs on the host CPU, None on the TPU
+    boundary_bytes: int                  # bytes handed to and back from the TPU segment per inference
 
 
 @dataclass(frozen=True)
@@ -94,27 +98,16 @@ def _tpu_layer(layer: Layer, cost: LayerCost, device: DeviceProfile) -> LayerLat
     return LayerLatency((compute_s + overhead_s) * 1e3, "compute" if compute_s > overhead_s else "overhead", "edgetpu")
 
 
-def _runs_on_tpu(layer: Layer) -> str | None:
-    """None when the Edge TPU can run the layer, else the reason it falls back."""
-    if not layer.known:
-        return f"{layer.tflite_op} is not an Edge TPU op"
-    if layer.op not in EDGETPU_KINDS:
-        return f"{layer.op} is not an Edge TPU op"
-    if layer.dtype not in _INTEGER_TYPES or (layer.weight_dtype and layer.weight_dtype not in _INTEGER_TYPES):
-        return f"{layer.dtype} tensors (the Edge TPU runs only 8-bit integer ops)"
-    return None
-
-
 def estimate(graph: ModelGraph, costs: list[LayerCost], device: DeviceProfile,
-             cpu_reasons: list[str | None] | None = None) -> LatencyEstimate:
+             tpu_partition: TpuPartition | None = None) -> LatencyEstimate:
     """Per-layer and total latency of `graph` on `device` (ms).
 
-    `cpu_reasons` (Edge TPU targets): per op, why it runs on the CPU or None, as decided by the Edge TPU
-    op rules (`edgemnv2.deploy.edgetpu.place_ops`); without it, only 8-bit known op kinds go to the TPU.
+    `tpu_partition` (Edge TPU targets): the compiler's partition of the .tflite; without it every layer
+    counts on the TPU.
     """
     notes: list[str] = []
     if device.kind == "edgetpu":
-        return _estimate_edgetpu(graph, costs, device, notes, cpu_reasons)
+        return _estimate_edgetpu(graph, costs, device, notes, tpu_partition)
     layers = [_cpu_layer(layer, cost, device) for layer, cost in zip(graph.layers, costs)]
     unknown = [l for l, t in zip(graph.layers, layers) if t.ms is None]
     if graph.edgetpu_compiled:
@@ -129,46 +122,47 @@ def estimate(graph: ModelGraph, costs: list[LayerCost], device: DeviceProfile,
 
 
 def _estimate_edgetpu(graph: ModelGraph, costs: list[LayerCost], device: DeviceProfile,
-                      notes: list[str], cpu_reasons: list[str | None] | None) -> LatencyEstimate:
+                      notes: list[str], tpu_partition: TpuPartition | None) -> LatencyEstimate:
     tpu = device.edgetpu
     assert tpu is not None
     link = tpu.host_link_mbps * 1e6
-    in_bytes = sum((graph.tensor_bytes or {}).get(t, 0) for t in graph.graph_inputs)
-    out_bytes = sum((graph.tensor_bytes or {}).get(t, 0) for t in graph.graph_outputs)
+    io_bytes = sum((graph.tensor_bytes or {}).get(t, 0) for t in graph.graph_inputs + graph.graph_outputs)
     if graph.edgetpu_compiled:
         program = sum(l.weight_bytes for l in graph.layers if l.tflite_op.startswith("CUSTOM:edgetpu"))
         streamed = max(0, program - tpu.parameter_cache_bytes)
         notes.append("already compiled for the Edge TPU: layers are inside the edgetpu-custom-op, so per-layer "
                      "multiplications and latency are unknown; profile the .tflite from before edgetpu_compiler")
         placement = EdgeTpuPlacement(program, tpu.parameter_cache_bytes, streamed, streamed / link * 1e3,
-                                     (in_bytes + out_bytes) / link * 1e3)
+                                     io_bytes / link * 1e3, boundary_bytes=io_bytes)
         return LatencyEstimate([LayerLatency(None, "unknown", "edgetpu") for _ in graph.layers], None, placement, notes)
+    if tpu_partition is None:
+        reasons: list[str | None] = [None] * len(graph.layers)
+        boundary = io_bytes
+        notes.append("no .tflite to partition: every layer counted on the Edge TPU (`edgemnv2 edgetpu check` "
+                     "on the converted model says which ops the compiler leaves on the CPU)")
+    else:
+        reasons, boundary = tpu_partition.cpu_reasons, tpu_partition.boundary_bytes
     layers: list[LayerLatency] = []
     fallback: list[str] = []
-    on_tpu = True
-    for i, (layer, cost) in enumerate(zip(graph.layers, costs)):
-        if cpu_reasons is not None:
-            reason = cpu_reasons[i]
-        else:
-            reason = _runs_on_tpu(layer) if on_tpu else "after the first unsupported op"
-        if on_tpu and reason is not None:
-            on_tpu = False
-        if on_tpu:
+    for layer, cost, reason in zip(graph.layers, costs, reasons):
+        if reason is None:
             layers.append(_tpu_layer(layer, cost, device))
         else:
             fallback.append(f"{layer.index}:{layer.name} ({reason})")
             layers.append(_cpu_layer(layer, cost, device))
     parameter_bytes = sum(l.weight_bytes for l, t in zip(graph.layers, layers) if t.unit == "edgetpu")
     streamed = max(0, parameter_bytes - tpu.parameter_cache_bytes)
+    on_tpu = any(t.unit == "edgetpu" for t in layers)
     placement = EdgeTpuPlacement(parameter_bytes, tpu.parameter_cache_bytes, streamed, streamed / link * 1e3,
-                                 (in_bytes + out_bytes) / link * 1e3, fallback)
+                                 boundary / link * 1e3 if on_tpu else 0.0, fallback, boundary if on_tpu else 0)
     if streamed:
         notes.append(f"{streamed / 2**20:.1f} MiB of parameters exceed the {tpu.parameter_cache_bytes / 2**20:.1f} MiB "
                      "on-chip cache and stream from the host on every inference")
     if fallback:
-        notes.append(f"{len(fallback)} op(s) fall back to the host CPU, starting at {fallback[0]}")
+        notes.append(f"{len(fallback)} op(s) run on the host CPU (the Edge TPU compiler's partition), the first "
+                     f"{fallback[0]}")
     if any(t.ms is None for t in layers):
-        notes.append("some fallback ops are unknown to the estimator; the total leaves them out")
-    total = (tpu.invoke_overhead_us * 1e-3 + placement.io_ms + placement.stream_ms
-             + sum(t.ms for t in layers if t.ms is not None))
+        notes.append("some CPU ops are unknown to the estimator; the total leaves them out")
+    invoke_ms = tpu.invoke_overhead_us * 1e-3 if on_tpu else 0.0
+    total = invoke_ms + placement.io_ms + placement.stream_ms + sum(t.ms for t in layers if t.ms is not None)
     return LatencyEstimate(layers, total, placement, notes)

@@ -21,7 +21,7 @@ from edgemnv2 import atomic
 from edgemnv2.profile.cost import graph_costs
 from edgemnv2.profile.devices import DeviceProfile
 from edgemnv2.profile.graph import ModelGraph
-from edgemnv2.profile.latency import EdgeTpuPlacement, estimate
+from edgemnv2.profile.latency import EdgeTpuPlacement, TpuPartition, estimate
 
 
 @dataclass(frozen=True)
@@ -165,18 +165,18 @@ def plan_memory(graph: ModelGraph, kind: str) -> MemoryPlan:
                       linux_activation_bytes(graph.tflite), _table_timeline(graph)[1])
 
 
-def _edgetpu_placement(graph: ModelGraph) -> list[str | None] | None:
-    """Per op, why the Edge TPU compiler would leave it on the CPU (None: on the TPU), from the op rules
-    in edgemnv2/deploy/edgetpu_ops.toml; None when there is no .tflite file to check."""
+def _edgetpu_partition(graph: ModelGraph) -> TpuPartition | None:
+    """The Edge TPU compiler's partition of the .tflite (edgemnv2.deploy.edgetpu); None without a file."""
     path = Path(graph.source)
     if graph.tflite is None or graph.edgetpu_compiled or not path.is_file():
         return None
-    from edgemnv2.deploy.edgetpu import load_rules, place_ops, read_graph
+    from edgemnv2.deploy.edgetpu import partition, read_graph
 
-    placements = sorted(place_ops(read_graph(path), load_rules()), key=lambda p: p.index)
-    if len(placements) != len(graph.layers):
+    part = partition(read_graph(path))
+    if len(part.placements) != len(graph.layers):
         return None
-    return [None if p.device == "tpu" else (p.reason or "after the first CPU op") for p in placements]
+    return TpuPartition([None if p.device == "tpu" else p.reason for p in part.placements],
+                        sum(t.bytes for t in part.tpu_inputs + part.tpu_outputs))
 
 
 def human_bytes(n: float) -> str:
@@ -211,7 +211,7 @@ def build_report(graph: ModelGraph, device: DeviceProfile, memory: MemoryPlan | 
     """Costs, memory, latency and fit of `graph` on `device`."""
     costs = graph_costs(graph)
     memory = memory or plan_memory(graph, "mcu" if device.is_mcu else "linux")
-    latency = estimate(graph, costs, device, _edgetpu_placement(graph) if device.kind == "edgetpu" else None)
+    latency = estimate(graph, costs, device, _edgetpu_partition(graph) if device.kind == "edgetpu" else None)
     timeline = memory.timeline if len(memory.timeline) == len(graph.layers) else [None] * len(graph.layers)
     rows = [LayerRow(
         index=layer.index, name=layer.name, op=layer.op, tflite_op=layer.tflite_op, known=layer.known,
@@ -320,7 +320,8 @@ def summary_lines(report: ProfileReport) -> list[str]:
     if report.edgetpu:
         e = report.edgetpu
         lines.append(f"edge tpu: parameters {human_bytes(e.parameter_bytes)} of {human_bytes(e.parameter_cache_bytes)} cache"
-                     f" ({human_bytes(e.streamed_bytes)} streamed per inference); {len(e.cpu_fallback_ops)} op(s) on the CPU")
+                     f" ({human_bytes(e.streamed_bytes)} streamed per inference); {len(e.cpu_fallback_ops)} op(s) on the CPU;"
+                     f" {human_bytes(e.boundary_bytes)} cross the host/TPU boundary ({e.io_ms:.2f} ms)")
     lines += [f"note: {n}" for n in report.notes]
     lines.append(report.fit.verdict)
     return lines

@@ -1,11 +1,15 @@
-"""`edgemnv2 edgetpu check`: Coral's rules applied to real models, and each rule on its own."""
+"""`edgemnv2 edgetpu check` against the compiler's own answer: Coral's compiled pairs are the ground truth.
+
+Every op left beside the `edgetpu-custom-op` in a `*_edgetpu.tflite` is an op Coral's compiler put on the
+CPU; the compiled file keeps the source's tensor names, so each CPU op is matched by kind and output names.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import tomllib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,18 +17,75 @@ from click.testing import CliRunner
 
 from edgemnv2.cli import cli
 from edgemnv2.deploy import edgetpu
-from edgemnv2.deploy.edgetpu import Graph, Op, Tensor
-from edgemnv2.errors import DeviceProfileError, ModelError
+from edgemnv2.deploy.edgetpu_graph import read_graph
+from edgemnv2.errors import ModelError
 
-INT8 = 9
+PAIRS = {  # source -> (CPU ops before the TPU segment, after it) in the compiled file
+    "movenet_single_pose_lightning_ptq": (2, 57),
+    "keras_lstm_mnist_ptq": (0, 0),
+}
+
+
+def _compiled_cpu_ops(path: Path) -> Counter:
+    graph = read_graph(path)
+    return Counter((op.kind, tuple(t.name for t in graph.outputs_of(op)))
+                   for op in graph.ops if op.kind != edgetpu.EDGETPU_CUSTOM_OP)
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_static_check_predicts_the_compilers_partition_of_the_pair(shared_dir: Path, name: str) -> None:
+    folder = shared_dir / "models" / "edgetpu"
+    report = edgetpu.check_model(folder / f"{name}.tflite")
+    compiled = folder / f"{name}_edgetpu.tflite"
+    predicted = Counter((p.op, p.outputs) for p in report.ops if p.device == "cpu")
+    assert predicted == _compiled_cpu_ops(compiled)            # the same ops, by kind and output names
+    truth = edgetpu.check_model(compiled)
+    assert truth.compiled and (truth.cpu_before, truth.cpu_after) == PAIRS[name]
+    assert (report.cpu_ops, report.cpu_before, report.cpu_after) == (truth.cpu_ops, *PAIRS[name])
+    assert report.tpu_ops == len(report.ops) - truth.cpu_ops
+    # what crosses the boundary is what the compiled custom op reads and writes
+    assert {b.name for b in report.tpu_inputs} == {b.name for b in truth.tpu_inputs}
+    assert {b.name for b in report.tpu_outputs} == {b.name for b in truth.tpu_outputs}
+
+
+def test_movenet_names_the_leading_cpu_op_and_where_the_cpu_takes_over(shared_dir: Path) -> None:
+    report = edgetpu.check_model(shared_dir / "models" / "edgetpu" / "movenet_single_pose_lightning_ptq.tflite")
+    assert (report.tpu_ops, report.cpu_ops, report.tpu_segments) == (98, 59, 1)
+    assert (report.first_cpu_index, report.first_cpu_op) == (0, "CAST") and "supported operations" in report.first_cpu_reason
+    assert (report.fallback_index, report.fallback_op) == (89, "ARG_MAX")
+    assert [p.op for p in report.ops if p.segment == "before"] == ["CAST", "QUANTIZE"]
+    assert "input 0 'Cast' is float32" in report.ops[1].reason              # the float QUANTIZE after CAST
+    assert all(p.device == "tpu" for p in report.ops if p.op == "RESIZE_BILINEAR")
+    v15 = edgetpu.check_model(shared_dir / "models" / "edgetpu" / "movenet_single_pose_lightning_ptq.tflite",
+                              compiler_version="15")
+    assert v15.tpu_ops == 0 and v15.compiler_version == "15"
 
 
 def test_coral_mobilenet_v2_runs_entirely_on_the_tpu(coral_v2_tflite: Path) -> None:
     report = edgetpu.check_model(coral_v2_tflite)
     assert not report.compiled
     assert (report.tpu_ops, report.cpu_ops, report.first_cpu_op) == (68, 0, None)
-    assert report.fits_cache and 3_000_000 < report.parameter_bytes < 4_000_000   # 3.5 M int8 weights + biases
+    assert report.fits_cache and report.streamed_bytes == 0 and 3_000_000 < report.parameter_bytes < 4_000_000
     assert report.verdict.startswith("all 68 ops can run on the Edge TPU")
+
+
+def test_compiled_mobilenet_v1_pair(shared_dir: Path) -> None:
+    report = edgetpu.check_model(shared_dir / "models" / "mobilenet_v1_0.25_128_quant_edgetpu.tflite")
+    assert report.compiled and (report.tpu_ops, report.cpu_ops) == (1, 0)
+    assert report.ops[0].op == edgetpu.EDGETPU_CUSTOM_OP
+    assert report.verdict.startswith("already compiled") and report.fits_cache is None
+    source = edgetpu.check_model(shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite")
+    assert source.cpu_ops == 0 and source.tpu_ops == 31
+
+
+def test_parameters_beyond_the_cache_stream_and_the_report_says_which(coral_v2_tflite: Path) -> None:
+    rules = edgetpu.load_rules()
+    small_cache = edgetpu.EdgeTpuRules(**{**rules.__dict__, "cache_bytes": 2 * 2**20})
+    report = edgetpu.check_model(coral_v2_tflite, small_cache)
+    assert report.fits_cache is False and report.cached_bytes <= 2 * 2**20
+    assert report.streamed_bytes == report.parameter_bytes - report.cached_bytes > 0
+    assert report.streamed_ops and report.streamed_ops == tuple(sorted(report.streamed_ops))
+    assert "stream from host memory" in edgetpu.render_text(report)
 
 
 def test_dynamic_range_model_names_its_first_cpu_op(dynamic_mnv2_035_96: Path) -> None:
@@ -39,19 +100,32 @@ def test_int8_model_from_the_converter_maps_fully(int8_mnv2_035_128: Path) -> No
     assert report.cpu_ops == 0 and report.fits_cache
 
 
-def test_compiled_model_is_recognised(shared_dir: Path) -> None:
-    report = edgetpu.check_model(shared_dir / "models" / "mobilenet_v1_0.25_128_quant_edgetpu.tflite")
-    assert report.compiled and report.tpu_ops == 1 and report.cpu_ops == 0
-    assert report.ops[0].op == edgetpu.EDGETPU_CUSTOM_OP
-    assert report.verdict.startswith("already compiled") and report.fits_cache is None
-
-
-def test_cli_json_has_the_promised_keys(coral_v2_tflite: Path) -> None:
-    res = CliRunner().invoke(cli, ["edgetpu", "check", str(coral_v2_tflite), "--json"])
+def test_cli_json_is_versioned_and_places_every_op(shared_dir: Path) -> None:
+    model = shared_dir / "models" / "edgetpu" / "movenet_single_pose_lightning_ptq.tflite"
+    res = CliRunner().invoke(cli, ["edgetpu", "check", str(model), "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert {"compiled", "tpu_ops", "cpu_ops", "first_cpu_op", "parameter_bytes", "fits_cache"} <= set(data)
-    assert data["tpu_ops"] == 68 and data["cpu_ops"] == 0 and data["first_cpu_op"] is None
+    assert data["schema_version"] == edgetpu.SCHEMA_VERSION and data["compiler_version"] == "16"
+    assert (data["tpu_ops"], data["cpu_ops"], data["cpu_before"], data["cpu_after"]) == (98, 59, 2, 57)
+    assert len(data["ops"]) == 157 and {o["segment"] for o in data["ops"]} == {"before", "tpu", "after"}
+    assert data["ops"][89]["status"] == "Operation not supported"
+
+
+def test_cli_text_shows_the_segments_and_the_boundary(shared_dir: Path) -> None:
+    model = shared_dir / "models" / "edgetpu" / "movenet_single_pose_lightning_ptq.tflite"
+    res = CliRunner().invoke(cli, ["edgetpu", "check", str(model), "--ops"])
+    assert res.exit_code == 0, res.output
+    assert "98 on the Edge TPU, 59 on the CPU (2 before the TPU segment, 57 after it)" in res.output
+    assert "First CPU op: #0 CAST" in res.output and "CPU takes over: #89 ARG_MAX" in res.output
+    assert "Boundary:    host -> TPU 1 tensor (108.0 KiB), TPU -> host 5 tensors" in res.output
+    assert "CPU after   More than one subgraph is not supported" in res.output
+
+
+def test_unknown_compiler_version_is_one_line(coral_v2_tflite: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "edgemnv2", "edgetpu", "check", str(coral_v2_tflite),
+                          "--compiler-version", "9"], capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith("Error: no Edge TPU compiler model for version '9'; known: 15, 16")
 
 
 def test_strict_gate_exits_3_when_ops_fall_back(dynamic_mnv2_035_96: Path) -> None:
@@ -71,79 +145,3 @@ def test_not_a_tflite_file_is_one_clear_line(tmp_path: Path) -> None:
     truncated.write_bytes(b"\x00" * 4 + b"TFL3" + b"\xff" * 16)
     with pytest.raises(ModelError):
         edgetpu.check_model(truncated)
-
-
-# ---------------------------------------------------------------- the rules file
-
-def test_every_rule_has_a_source_and_a_message() -> None:
-    rules = edgetpu.load_rules()
-    data = tomllib.loads(edgetpu.RULES_FILE.read_text())
-    for rule in rules.ops.values():
-        assert rule.source.url.startswith("https://coral.ai/") and rule.source.section and rule.source.retrieved
-        for check in rule.checks:
-            assert edgetpu.CHECKS[check].__doc__, check
-    assert rules.cache_bytes == 8 * 2**20 and rules.cache_source.section == "#parameter-data-caching"
-    assert set(data["general"]["checks"]) <= set(edgetpu.CHECKS)
-
-
-def test_malformed_rules_name_file_key_and_allowed_values(tmp_path: Path) -> None:
-    text = edgetpu.RULES_FILE.read_text().replace('checks = ["same_dilation"]', 'checks = ["same_dilatation"]', 1)
-    bad = tmp_path / "rules.toml"
-    bad.write_text(text)
-    with pytest.raises(DeviceProfileError, match=r"rules\.toml: ops\.CONV_2D\.checks names unknown check 'same_dilatation'; known: .*same_dilation"):
-        edgetpu.load_rules(bad)
-
-
-# ---------------------------------------------------------------- single rules on hand-made graphs
-
-def _t(i: int, shape, dtype=INT8, data=None, signature=None) -> Tensor:
-    return Tensor(index=i, name=f"t{i}", dtype=dtype, shape=tuple(shape), signature=tuple(signature or shape),
-                  data=data, quantized=True)
-
-
-class _Opts:
-    """Stands in for a tflite.*Options table."""
-
-    def __init__(self, **values):
-        self.values = values
-
-    def __getattr__(self, name):
-        return lambda: self.values[name]
-
-
-def test_partitioning_stops_at_the_first_unsupported_op() -> None:
-    tensors = tuple(_t(i, (1, 8, 8, 4)) for i in range(5))
-    ops = (Op(0, "ADD", (0, 0), (1,), None, 0), Op(1, "HARD_SWISH", (1,), (2,), None, 0),
-           Op(2, "ADD", (2, 2), (3,), None, 0), Op(3, "RELU", (3,), (4,), None, 0))
-    placements = edgetpu.place_ops(Graph(tensors, ops), edgetpu.load_rules())
-    assert placements[1].rule == "supported_operations" and "HARD_SWISH" in placements[1].reason
-    placements = [p.device for p in placements]
-    assert placements == ["tpu", "cpu", "cpu", "cpu"]   # ADD after HARD_SWISH still goes to the CPU
-
-
-def test_rules_catch_their_violations() -> None:
-    g = Graph(tensors=(_t(0, (1, 4, 4, 8)), _t(1, (1, 2, 2, 8)), _t(2, (1, 1000, 20)), _t(3, (1, 20000)),
-                       _t(4, (4,), dtype=2, data=(2).to_bytes(4, "little") * 4), _t(5, (2, 1, 8, 8, 3)),
-                       _t(6, (1, 10, 4, 8), signature=(1, -1, 4, 8))), ops=())
-    dilated = Op(0, "CONV_2D", (0,), (1,), _Opts(DilationHFactor=2, DilationWFactor=1), 0)
-    assert "dilation is 2 x 1" in edgetpu.CHECKS["same_dilation"](dilated, g)
-    pool = Op(0, "MAX_POOL_2D", (0,), (1,), _Opts(FusedActivationFunction=1), 0)
-    assert edgetpu.CHECKS["no_fused_activation"](pool, g)
-    assert edgetpu.CHECKS["softmax_1d_max_16000"](Op(0, "SOFTMAX", (2,), (2,), None, 0), g)
-    assert "20000 elements" in edgetpu.CHECKS["softmax_1d_max_16000"](Op(0, "SOFTMAX", (3,), (3,), None, 0), g)
-    sliced = Op(0, "STRIDED_SLICE", (0, 4, 4, 4), (1,), _Opts(EllipsisMask=0, NewAxisMask=0), 0)
-    assert "strides [2, 2, 2, 2]" in edgetpu.CHECKS["strided_slice_unit_strides"](sliced, g)
-    assert edgetpu.CHECKS["rank_3_innermost"](Op(0, "ADD", (5,), (5,), None, 0), g)
-    assert edgetpu.CHECKS["static_shapes"](Op(0, "ADD", (6,), (6,), None, 0), g)
-    float_in = Graph(tensors=(_t(0, (1, 4), dtype=0), _t(1, (1, 4))), ops=())
-    assert "float32" in edgetpu.CHECKS["tensors_8bit"](Op(0, "QUANTIZE", (0,), (1,), None, 0), float_in)
-
-
-def test_float_input_quantize_stays_on_cpu_without_splitting_the_model() -> None:
-    """A float-I/O int8 model: the input QUANTIZE runs on the CPU, the int8 body on the TPU, DEQUANTIZE on the CPU."""
-    tensors = (_t(0, (1, 8, 8, 3), dtype=0), _t(1, (1, 8, 8, 3)), _t(2, (1, 8, 8, 3)), _t(3, (1, 8, 8, 3), dtype=0))
-    ops = (Op(0, "QUANTIZE", (0,), (1,), None, 0), Op(1, "ADD", (1, 1), (2,), None, 0),
-           Op(2, "DEQUANTIZE", (2,), (3,), None, 0))
-    placements = edgetpu.place_ops(Graph(tensors, ops, inputs=(0,)), edgetpu.load_rules())
-    assert [(p.device, p.rule) for p in placements] == [("cpu", "float_input_quantize"), ("tpu", None),
-                                                        ("cpu", "supported_operations")]

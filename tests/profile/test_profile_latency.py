@@ -9,7 +9,7 @@ import pytest
 from edgemnv2.profile.cost import graph_costs
 from edgemnv2.profile.devices import load_device
 from edgemnv2.profile.graph import Layer, ModelGraph
-from edgemnv2.profile.latency import estimate
+from edgemnv2.profile.latency import TpuPartition, estimate
 from edgemnv2.profile.spec import mobilenet_v1_graph, mobilenet_v2_graph
 
 
@@ -59,15 +59,21 @@ def test_edgetpu_streams_parameters_beyond_the_cache():
     assert any("stream" in note for note in result.notes)
 
 
-def test_edgetpu_float_op_and_everything_after_fall_back_to_cpu():
+def test_edgetpu_cpu_layers_of_the_partition_run_on_the_host_and_the_boundary_is_paid():
     graph = mobilenet_v2_graph(0.35, 96)
-    layers = list(graph.layers)
-    layers[-1] = dataclasses.replace(layers[-1], dtype="float32")  # a float softmax at the end
-    graph = dataclasses.replace(graph, layers=tuple(layers))
-    result = estimate(graph, graph_costs(graph), load_device("coral-usb"))
-    assert [t.unit for t in result.layers][-1] == "cpu"
-    assert all(t.unit == "edgetpu" for t in result.layers[:-1])
-    assert result.edgetpu.cpu_fallback_ops and "float32" in result.edgetpu.cpu_fallback_ops[0]
+    device = load_device("coral-usb")
+    costs = graph_costs(graph)
+    all_tpu = estimate(graph, costs, device)
+    reasons = [None] * (len(graph.layers) - 1) + ["SOFTMAX on the CPU"]
+    split = estimate(graph, costs, device, TpuPartition(reasons, boundary_bytes=10_000))
+    assert all_tpu.edgetpu.boundary_bytes == 96 * 96 * 3 + 1000   # graph input + output, int8
+    assert any("no .tflite to partition" in n for n in all_tpu.notes)
+    assert [t.unit for t in split.layers][-1] == "cpu" and all(t.unit == "edgetpu" for t in split.layers[:-1])
+    assert split.edgetpu.cpu_fallback_ops == [f"{graph.layers[-1].index}:{graph.layers[-1].name} (SOFTMAX on the CPU)"]
+    assert split.edgetpu.io_ms == pytest.approx(10_000 / (device.edgetpu.host_link_mbps * 1e6) * 1e3)
+    tpu_ms = sum(t.ms for t in split.layers if t.unit == "edgetpu")
+    assert split.total_ms == pytest.approx(device.edgetpu.invoke_overhead_us * 1e-3 + split.edgetpu.io_ms
+                                           + split.edgetpu.stream_ms + tpu_ms + split.layers[-1].ms)
 
 
 def test_unknown_op_is_marked_not_estimated():
@@ -87,4 +93,17 @@ def test_edgetpu_fallback_uses_the_edgetpu_op_rules(dynamic_mnv2_035_96):
     [report] = profile(dynamic_mnv2_035_96, device="coral-usb")
     assert report.edgetpu.cpu_fallback_ops and report.edgetpu.cpu_fallback_ops[0].startswith("0:")
     assert all(row.unit == "cpu" for row in report.layers)
-    assert any("fall back to the host CPU" in note for note in report.notes)
+    assert any("run on the host CPU (the Edge TPU compiler's partition)" in note for note in report.notes)
+
+
+def test_coral_profile_uses_the_compilers_partition_of_movenet(shared_dir):
+    """CPU ops before and after the TPU segment run on the host; the boundary tensors cross the link."""
+    from edgemnv2.deploy.edgetpu import partition, read_graph
+    from edgemnv2.profile import profile
+
+    model = shared_dir / "models" / "edgetpu" / "movenet_single_pose_lightning_ptq.tflite"
+    [report] = profile(model, device="coral-usb")
+    part = partition(read_graph(model))
+    assert [row.unit == "cpu" for row in report.layers] == [p.device == "cpu" for p in part.placements]
+    assert sum(row.unit == "cpu" for row in report.layers) == 59
+    assert report.edgetpu.boundary_bytes == sum(t.bytes for t in part.tpu_inputs + part.tpu_outputs)
