@@ -82,6 +82,8 @@ def partition(graph: Graph, rules: EdgeTpuRules | None = None, compiler_version:
     else:
         placements = _place_first_unsupported(graph, verdicts)
     tpu_ops = [op for op, p in zip(graph.ops, placements) if p.device == "tpu"]
+    if not tpu_ops:   # no segment: nothing is "after" it
+        placements = [dataclasses.replace(p, segment="before") for p in placements]
     made_on_tpu = {t for op in tpu_ops for t in op.outputs}
     entering = dict.fromkeys(t for op in tpu_ops for t in op.inputs
                              if t >= 0 and not graph.tensors[t].constant and t not in made_on_tpu)
@@ -327,8 +329,11 @@ def render_text(report: EdgeTpuReport, show_ops: bool = False) -> str:
             where = "TPU" if p.device == "tpu" else f"CPU {p.segment}"
             lines.append(f"  #{p.index:<4} {p.op:<26} {where:<11}" + (f" {p.status}: {p.reason}" if p.reason else ""))
         lines.append("")
-    split = (f" ({report.cpu_before} before the TPU segment, {report.cpu_after} after it)"
-             if report.cpu_ops and report.cpu_before is not None else "")
+    split = ""
+    if report.cpu_ops and not report.tpu_ops:
+        split = " (no TPU segment)"
+    elif report.cpu_ops and report.cpu_before is not None:
+        split = f" ({report.cpu_before} before the TPU segment, {report.cpu_after} after it)"
     lines.append(f"Ops:         {report.tpu_ops} on the Edge TPU, {report.cpu_ops} on the CPU{split}")
     if report.tpu_inputs or report.tpu_outputs:
         lines.append(f"Boundary:    host -> TPU {_tensors(report.tpu_inputs)}, TPU -> host {_tensors(report.tpu_outputs)}")

@@ -159,8 +159,8 @@ def read_graph(path: Path) -> Graph:
                 index=i, name=(t.Name() or b"").decode(errors="replace"), dtype=dtype(t.Type()),
                 shape=tuple(int(d) for d in (t.ShapeAsNumpy() if t.ShapeLength() else ())),
                 shape_signature=tuple(int(d) for d in (t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength() else ())),
-                scale=tuple(float(s) for s in q.ScaleAsNumpy()) if q is not None and q.ScaleLength() else (),
-                zero_points=tuple(int(z) for z in q.ZeroPointAsNumpy()) if q is not None and q.ZeroPointLength() else (),
+                scale=tuple(q.ScaleAsNumpy().tolist()) if q is not None and q.ScaleLength() else (),
+                zero_points=tuple(q.ZeroPointAsNumpy().tolist()) if q is not None and q.ZeroPointLength() else (),
                 raw=raw, is_variable=bool(t.IsVariable())))
         ops = []
         for i in range(sub.OperatorsLength()):

@@ -208,3 +208,14 @@ def test_v15_keeps_a_float_input_quantize_in_front_without_splitting() -> None:
     placements = edgetpu.partition(g, compiler_version="15").placements
     assert [(p.device, p.segment, p.rule) for p in placements] == [
         ("cpu", "before", "float_input_quantize"), ("tpu", "tpu", None), ("cpu", "after", "supported_operations")]
+
+
+def test_the_docs_rule_table_lists_every_rule_and_operator_with_its_source() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "edgetpu.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    for name in CHECKS:
+        assert f"`{name}`" in rows and RULES.general_source.where in rows[f"`{name}`"], name
+    for op in RULES.ops:
+        assert op in rows, op
+    for version in RULES.compilers:
+        assert f"partition, compiler {version}" in rows
