@@ -261,11 +261,16 @@ def same_dilation(op: Op, graph: Graph, rule: OpRule) -> str | None:
     return f"dilation is {h} x {w}" if h != w else None
 
 
+def _nonzero_option(op: Op, field: str, what: str) -> str | None:
+    """What is set when an option that must keep its default (0) is not."""
+    value = op.options.get(field, 0)
+    return f"{what} {value}" if value else None
+
+
 @_check(LIMITATION)
 def no_fused_activation(op: Op, graph: Graph, rule: OpRule) -> str | None:
     """No fused activation function."""
-    activation = op.options.get("fused_activation_function", 0)
-    return f"fused activation {activation}" if activation else None
+    return _nonzero_option(op, "fused_activation_function", "fused activation")
 
 
 @_check(LIMITATION)
@@ -286,8 +291,7 @@ def concat_constant_is_zero_pad(op: Op, graph: Graph, rule: OpRule) -> str | Non
 @_check(LIMITATION)
 def fc_default_weights_format(op: Op, graph: Graph, rule: OpRule) -> str | None:
     """Only the default format is supported for fully-connected weights."""
-    weights_format = op.options.get("weights_format", 0)
-    return f"weights format {weights_format}" if weights_format else None
+    return _nonzero_option(op, "weights_format", "weights format")
 
 
 @_check(LIMITATION)
