@@ -461,4 +461,18 @@ def compile_model(model: Path, extra_args: list[str] | tuple[str, ...] = (), out
     log = parse_compiler_log(text)
     if proc.returncode != 0 and log.succeeded:
         log = dataclasses.replace(log, succeeded=False, error=f"exit code {proc.returncode}")
-    return report_from_log(model, log), log, text
+    report = report_from_log(model, log)
+    output = Path(log.output_model) if log.output_model else None
+    if output is not None and output.is_file():
+        report = with_compiled_placement(report, check_model(output))
+    return report, log, text
+
+
+def with_compiled_placement(report: EdgeTpuReport, compiled: EdgeTpuReport) -> EdgeTpuReport:
+    """The compiler's log report, with where each op landed read from the model it wrote."""
+    return dataclasses.replace(
+        report, cpu_before=compiled.cpu_before, cpu_after=compiled.cpu_after, tpu_segments=compiled.tpu_segments,
+        first_cpu_index=compiled.first_cpu_index, first_cpu_op=compiled.first_cpu_op or report.first_cpu_op,
+        fallback_op=compiled.fallback_op, fallback_index=compiled.fallback_index,
+        fallback_reason=compiled.fallback_reason, tpu_inputs=compiled.tpu_inputs, tpu_outputs=compiled.tpu_outputs,
+        ops=compiled.ops, notes=report.notes + (f"op placement read from {compiled.model} (its op indices)",))

@@ -144,3 +144,19 @@ def test_missing_compiler_is_one_line(coral_v2_tflite: Path, tmp_path: Path) -> 
     assert "apt-get install edgetpu-compiler" in res.stderr
     with pytest.raises(ToolMissing):
         edgetpu.compile_model(coral_v2_tflite, compiler="edgetpu_compiler_that_does_not_exist")
+
+
+def test_compile_reads_where_each_op_landed_from_the_model_it_wrote(fake_compiler: Path, shared_dir: Path) -> None:
+    """The stand-in 'writes' Coral's compiled MoveNet; the report places its CPU ops before/after the segment."""
+    written = fake_compiler / "movenet_edgetpu.tflite"
+    compiled = shared_dir / "models" / "edgetpu" / "movenet_single_pose_lightning_ptq_edgetpu.tflite"
+    log = (PARTIAL_LOG.replace("Output model: model_edgetpu.tflite", f"Output model: {written}")
+           .replace("on Edge TPU: 135", "on Edge TPU: 98").replace("on CPU: 1", "on CPU: 59"))
+    (fake_compiler / "log.txt").write_text(log)
+    script = fake_compiler / "bin" / "edgetpu_compiler"
+    script.write_text(script.read_text().replace("cat ", f"cp {compiled} {written}\ncat "))
+    report, _log, _text = edgetpu.compile_model(shared_dir / "models" / "edgetpu" / "movenet_single_pose_lightning_ptq.tflite")
+    assert (report.tpu_ops, report.cpu_ops) == (98, 59)              # the log's counts
+    assert (report.cpu_before, report.cpu_after, report.fallback_op) == (2, 57, "ARG_MAX")   # the file's placement
+    assert len(report.ops) == 60 and report.ops[2].op == edgetpu.EDGETPU_CUSTOM_OP
+    assert any(str(written) in note for note in report.notes)
