@@ -6,6 +6,7 @@ CPU; the compiled file keeps the source's tensor names, so each CPU op is matche
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -79,8 +80,7 @@ def test_compiled_mobilenet_v1_pair(shared_dir: Path) -> None:
 
 
 def test_parameters_beyond_the_cache_stream_and_the_report_says_which(coral_v2_tflite: Path) -> None:
-    rules = edgetpu.load_rules()
-    small_cache = edgetpu.EdgeTpuRules(**{**rules.__dict__, "cache_bytes": 2 * 2**20})
+    small_cache = dataclasses.replace(edgetpu.load_rules(), cache_bytes=2 * 2**20)
     report = edgetpu.check_model(coral_v2_tflite, small_cache)
     assert report.fits_cache is False and report.cached_bytes <= 2 * 2**20
     assert report.streamed_bytes == report.parameter_bytes - report.cached_bytes > 0
