@@ -327,7 +327,8 @@ def render_text(report: EdgeTpuReport, show_ops: bool = False) -> str:
     if show_ops:
         for p in report.ops:
             where = "TPU" if p.device == "tpu" else f"CPU {p.segment}"
-            lines.append(f"  #{p.index:<4} {p.op:<26} {where:<11}" + (f" {p.status}: {p.reason}" if p.reason else ""))
+            why = "" if not p.reason else f" {p.reason}" if p.reason == p.status else f" {p.status}: {p.reason}"
+            lines.append(f"  #{p.index:<4} {p.op:<26} {where:<11}{why}".rstrip())
         lines.append("")
     split = ""
     if report.cpu_ops and not report.tpu_ops:
