@@ -15,11 +15,11 @@ import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgemnv2.errors import InputError
+from edgemnv2.resources import data_file
 from edgemnv2.models import ALPHAS, RESOLUTIONS
 from edgemnv2.profile import resolve_devices
 from edgemnv2.profile.report import build_report, grid, human_bytes
@@ -166,7 +166,7 @@ class FitReport:
 
 def load_published() -> tuple[AccuracySource, dict[tuple[float, int], Published]]:
     """The published accuracy table shipped in the package, keyed by (alpha, resolution)."""
-    data = tomllib.loads((resources.files("edgemnv2") / "mobilenet_v2_accuracy.toml").read_text(encoding="utf-8"))
+    data = tomllib.loads(data_file("mobilenet_v2_accuracy.toml").read_text(encoding="utf-8"))
     source = AccuracySource(**data["source"])
     table = {}
     for key, (macs, params, top1, top5) in data["checkpoints"].items():

@@ -48,7 +48,37 @@ class LazyGroup(click.Group):
             if exc.name and exc.name.startswith("edgemnv2.cli"):
                 return None  # command not built yet in this checkout
             raise
-        return getattr(module, attr)
+        return with_global_options(getattr(module, attr))
+
+
+def _more_verbose(ctx: click.Context, _param: click.Parameter, count: int) -> None:
+    if count:
+        from edgemnv2 import logs
+
+        root = ctx.find_root().obj
+        root.verbose += count
+        logs.configure(root.verbose)
+
+
+def _debug(ctx: click.Context, _param: click.Parameter, flag: bool) -> None:
+    if flag:
+        ctx.find_root().obj.debug = True
+
+
+def with_global_options(command: click.Command) -> click.Command:
+    """`-v` and `--debug` also after the subcommand (`edgemnv2 profile X --debug`), on every (sub)command."""
+    names = {opt for param in command.params for opt in getattr(param, "opts", ())}
+    if "--debug" not in names:
+        command.params += [
+            click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_more_verbose,
+                         help="More diagnostics on stderr (same as before the command)."),
+            click.Option(["--debug"], is_flag=True, expose_value=False, callback=_debug,
+                         help="Show the full traceback when the command fails."),
+        ]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            with_global_options(sub)
+    return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

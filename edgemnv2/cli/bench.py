@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from edgemnv2.cli.options import emit_json, json_option, progress_enabled
+from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled
 from edgemnv2.errors import BoardError
 
 
@@ -25,24 +25,24 @@ from edgemnv2.errors import BoardError
 @click.option("--warmup", type=int, default=0, show_default=True, help="Untimed inferences before the run.")
 @click.option("--timeout", type=float, default=None,
               help="Seconds of silence before the board counts as dead [default: 10 + 3 × the input's wire time].")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="JSONL file: one line per result.")
-@click.option("--resume", is_flag=True, help="Keep the results already in --out and send only the missing images.")
+@output_option("JSONL file: one line per result.", old=("--out",), required=True)
+@click.option("--resume", is_flag=True, help="Keep the results already in --output and send only the missing images.")
 @json_option
 def bench_cmd(port: str, baud: int, model: Path, images: Path, count: int | None, warmup: int,
-              timeout: float | None, out: Path, resume: bool, as_json: bool) -> None:
+              timeout: float | None, output: Path, resume: bool, as_json: bool) -> None:
     """Time MODEL on a board over serial and check every output against the host.
 
     \b
     Examples:
-      edgemnv2 bench --port /dev/ttyACM0 --model m.tflite --images ../shared/data/imagenet-calib --out r.jsonl
-      edgemnv2 bench --port /dev/pts/5 --model m.tflite --images imgs --count 20 --warmup 2 --json --out r.jsonl
-      edgemnv2 bench ... --out r.jsonl --resume     # after a board died mid-run
+      edgemnv2 bench --port /dev/ttyACM0 --model m.tflite --images ../shared/data/imagenet-calib -o r.jsonl
+      edgemnv2 bench --port /dev/pts/5 --model m.tflite --images imgs --count 20 --warmup 2 --json -o r.jsonl
+      edgemnv2 bench ... -o r.jsonl --resume     # after a board died mid-run
     """
     from tqdm import tqdm
 
     from edgemnv2.serial.bench import BenchOptions, render_report, run_bench
 
-    options = BenchOptions(port=port, model=model, images=images, out=out, baud=baud, count=count, warmup=warmup,
+    options = BenchOptions(port=port, model=model, images=images, out=output, baud=baud, count=count, warmup=warmup,
                            timeout=timeout, resume=resume)
     bar: list[Any] = []
 
@@ -88,7 +88,7 @@ def board_sim_cmd(model: Path, runtime: str, baud: int, fault_rate: float, seed:
     \b
     Example:
       edgemnv2 board-sim --model m.tflite --runtime tflm &     # prints e.g. /dev/pts/5
-      edgemnv2 bench --port /dev/pts/5 --model m.tflite --images imgs --out r.jsonl
+      edgemnv2 bench --port /dev/pts/5 --model m.tflite --images imgs -o r.jsonl
     """
     from edgemnv2.errors import InputError
     from edgemnv2.serial.sim import SimOptions, VirtualBoard

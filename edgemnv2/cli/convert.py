@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgemnv2.cli.options import emit_json, json_option, progress_enabled
+from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled, require_modules
 from edgemnv2.convert import IO_TYPES, QUANTIZE_MODES, ConvertOptions, ConvertResult, convert
 from edgemnv2.errors import InputError
 from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec, UserModel
@@ -53,8 +53,7 @@ def quantization_options(func):  # type: ignore[no-untyped-def]
               help="int8 = full integer (no float fallback); the others are for comparison.")
 @click.option("--io", type=click.Choice(IO_TYPES), default=None,
               help="Input/output type of an int8 model (default int8; float32 for other modes).")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Where to write the .tflite (default <model>_<quantize>.tflite here); the sidecar is <output>.json.")
+@output_option("Where to write the .tflite (default <model>_<quantize>.tflite here); the sidecar is <output>.json.")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="Folder of calibration images (default ../shared/data/imagenet-calib).")
 @click.option("--num-calibration", type=int, default=100, show_default=True,
@@ -75,6 +74,7 @@ def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weigh
       edgemnv2 convert --alpha 0.35 --resolution 96 -o small.tflite
       edgemnv2 convert --model my.keras --calibration photos/ --io uint8
     """
+    require_modules("tensorflow")
     if model_path is not None:
         if alpha is not None or resolution is not None or weights != "imagenet":
             raise InputError("--model cannot be combined with --alpha/--resolution/--weights")

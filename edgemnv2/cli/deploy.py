@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgemnv2.cli.options import emit_json, json_option
+from edgemnv2.cli.options import emit_json, json_option, output_option
 from edgemnv2.errors import GateFailed, InputError
 
 
@@ -63,20 +63,19 @@ def check_cmd(model: Path, show_ops: bool, compiler_version: str | None, strict:
 @edgetpu_group.command("compile", context_settings={"ignore_unknown_options": True})
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("compiler_args", nargs=-1, type=click.UNPROCESSED)
-@click.option("-o", "--out-dir", type=click.Path(path_type=Path), default=None,
-              help="Where edgetpu_compiler writes *_edgetpu.tflite (default: the current folder).")
+@output_option("Folder where edgetpu_compiler writes *_edgetpu.tflite (default: the current folder).", old=("--out-dir",))
 @click.option("--strict", is_flag=True, help="Exit 3 when any op stays on the CPU or parameters are streamed.")
 @json_option
-def compile_cmd(model: Path, compiler_args: tuple[str, ...], out_dir: Path | None, strict: bool, as_json: bool) -> None:
+def compile_cmd(model: Path, compiler_args: tuple[str, ...], output: Path | None, strict: bool, as_json: bool) -> None:
     """Compile MODEL.tflite with edgetpu_compiler and report its answer like `check` does.
 
     Options after `--` go to edgetpu_compiler unchanged, e.g. `edgemnv2 edgetpu compile m.tflite -- -a -m 13`.
     """
     from edgemnv2.deploy import edgetpu
 
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    report, _log, text = edgetpu.compile_model(model, list(compiler_args), out_dir)
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+    report, _log, text = edgetpu.compile_model(model, list(compiler_args), output)
     if not as_json:
         click.echo(text.rstrip(), err=True)
     _emit(report, False, as_json)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgemnv2.cli.options import emit_json, json_option, to_jsonable
+from edgemnv2.cli.options import emit_json, json_option, output_option, to_jsonable
 from edgemnv2.deploy.export import DEFAULT_BAUD, TARGETS, ExportRequest, FirmwareExport, export_project
 
 
@@ -14,7 +14,7 @@ from edgemnv2.deploy.export import DEFAULT_BAUD, TARGETS, ExportRequest, Firmwar
 @click.option("--target", required=True, type=click.Choice(list(TARGETS)), help="What to render the project for.")
 @click.option("--model", "model", required=True, type=click.Path(path_type=Path),
               help="The .tflite model (int8 for microcontrollers).")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder to write the project to.")
+@output_option("Folder to write the project to.", old=("--out",), required=True)
 @click.option("--arena-bytes", type=int, default=None,
               help="Tensor arena for TFLite Micro targets (default: the planned peak + 10 %).")
 @click.option("--board", default=None,
@@ -23,10 +23,10 @@ from edgemnv2.deploy.export import DEFAULT_BAUD, TARGETS, ExportRequest, Firmwar
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Labels file (phone targets).")
 @click.option("--baud", type=int, default=DEFAULT_BAUD, show_default=True, help="UART rate the firmware opens.")
 @json_option
-def export_cmd(target: str, model: Path, out: Path, arena_bytes: int | None, board: str | None,
+def export_cmd(target: str, model: Path, output: Path, arena_bytes: int | None, board: str | None,
                labels: Path | None, baud: int, as_json: bool) -> None:
     """Render a project for TARGET: firmware sources + model C array + arena + op resolver + build/flash README."""
-    result = export_project(ExportRequest(target=target, model=model, out=out, arena_bytes=arena_bytes, board=board,
+    result = export_project(ExportRequest(target=target, model=model, out=output, arena_bytes=arena_bytes, board=board,
                                           labels=labels, baud=baud))
     if as_json:
         emit_json(result)

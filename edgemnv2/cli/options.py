@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import sys
 import traceback
@@ -24,16 +25,68 @@ class CliContext:
     debug: bool = False
 
 
+# Top-level modules of the optional extras (pyproject.toml) → what to install when one is missing.
+EXTRA_FOR_MODULE = {
+    "tensorflow": ("TensorFlow", "tf"), "keras": ("TensorFlow/Keras", "tf"), "tf_keras": ("TensorFlow/Keras", "tf"),
+    "h5py": ("TensorFlow/Keras", "tf"), "ai_edge_litert": ("LiteRT", "runtime"),
+    "tflite_micro": ("TFLite Micro", "runtime"), "tflite_runtime": ("a TFLite runtime", "runtime"),
+    "matplotlib": ("matplotlib", "plot"),
+}
+
+
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one line and exit code a failure ends in: library errors say what to do, a missing extra says which
+    one to install, and anything else is a bug reported in one line that points at --debug."""
+    if isinstance(exc, EdgeMNV2Error):
+        return f"Error: {exc}", exc.exit_code
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRA_FOR_MODULE:
+        what, extra = EXTRA_FOR_MODULE[(exc.name or "").split(".")[0]]
+        return f"Error: this command needs {what}, which is not installed: pip install 'edgemnv2[{extra}]' ({exc})", 1
+    return (f"Error: unexpected {type(exc).__name__}: {exc} (a bug in edgemnv2; rerun with --debug for the "
+            "traceback)"), 1
+
+
+def require_modules(*names: str) -> None:
+    """Fail first, in one line naming the extra, when a command's heavy dependency is not installed
+    (before it looks at data or options that would fail for another reason)."""
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
 @contextlib.contextmanager
 def handle_errors(debug: bool) -> Iterator[None]:
-    """Turn library errors into one stderr line and the error's exit code."""
+    """Turn every exception into one stderr line and an exit code (a traceback too with --debug)."""
     try:
         yield
-    except EdgeMNV2Error as exc:
+    except Exception as exc:  # the CLI boundary: nothing may end in a bare traceback
         if debug:
             traceback.print_exc()
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        line, code = error_line(exc)
+        click.echo(line, err=True)
+        sys.exit(code)
+
+
+class _AliasedOption(click.Option):
+    """An option whose old spellings still parse but stay out of --help (one spelling is documented)."""
+
+    def __init__(self, *args: Any, hidden_aliases: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden_aliases = hidden_aliases
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown, self.opts = self.opts, [o for o in self.opts if o not in self.hidden_aliases]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+def output_option(help: str, *, old: tuple[str, ...] = (), required: bool = False, default: Any = None,
+                  show_default: bool = False) -> Callable[[F], F]:
+    """`-o/--output`, the one spelling of "where to write" on every command; `old` spellings still work."""
+    return click.option("-o", "--output", *old, "output", cls=_AliasedOption, hidden_aliases=old, required=required,
+                        default=default, show_default=show_default, type=click.Path(path_type=Path), help=help)
 
 
 def json_option(func: F) -> F:

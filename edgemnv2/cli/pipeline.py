@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgemnv2.cli.convert import render_text as render_conversion
-from edgemnv2.cli.options import emit_json, json_option, progress_enabled, to_jsonable
+from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled, require_modules, to_jsonable
 from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec
 from edgemnv2.profile.report import render_comparison, summary_lines
 
@@ -27,23 +27,24 @@ from edgemnv2.profile.report import render_comparison, summary_lines
               help="Validation images (default ../shared/data/imagenet-val, never calibrated on). Given the "
                    "calibration folder itself, a seeded 30% of it is held out of calibration and validated on.")
 @click.option("--device", default="rpi4", show_default=True, help="Device profile(s) to profile for, or 'all'.")
-@click.option("--out-dir", type=click.Path(path_type=Path), default=Path("out"), show_default=True,
-              help="Where the .tflite and its sidecar are written.")
+@output_option("Folder the .tflite and its sidecar are written to.", old=("--out-dir",), default=Path("out"),
+               show_default=True)
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=97.0, show_default=True,
               help="Fail (exit 3) when int8-vs-float top-1 agreement is below this percentage.")
 @json_option
 def run_cmd(alpha: str, resolution: str, weights: str, weights_dir: Path | None, calibration: Path | None,
-            data: Path | None, device: str, out_dir: Path, min_agreement: float, as_json: bool) -> None:
+            data: Path | None, device: str, output: Path, min_agreement: float, as_json: bool) -> None:
     """Convert MobileNetV2 to int8, validate it against the float model, and profile it for a device.
 
     With no options: MobileNetV2 1.0/224, ImageNet weights and calibration images from ../shared,
     validated on the 300 held-out images of ../shared/data/imagenet-val, profiled for a Raspberry Pi 4.
     """
+    require_modules("tensorflow")
     from edgemnv2.pipeline import run_pipeline  # numpy + interpreters: only when it runs
     from edgemnv2.validate import render_text as render_validation
 
     spec = ModelSpec(float(alpha), int(resolution), weights, weights_dir)
-    report = run_pipeline(spec, out_dir=out_dir, calibration=calibration, data=data, device=device,
+    report = run_pipeline(spec, out_dir=output, calibration=calibration, data=data, device=device,
                           min_agreement=min_agreement, progress=progress_enabled())
     if as_json:
         emit_json({"conversion": {**report.conversion.sidecar, "model": report.conversion.output,

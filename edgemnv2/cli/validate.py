@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgemnv2 import atomic
-from edgemnv2.cli.options import emit_json, json_option, progress_enabled, to_jsonable
+from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled, to_jsonable
 from edgemnv2.errors import InputError
 from edgemnv2.convert import ensure_writable
 
@@ -31,8 +31,7 @@ from edgemnv2.convert import ensure_writable
               help="Also run OTHER.tflite on the same images: both agreements and accuracies, the images whose "
                    "top-1 differs, and an exact McNemar p-value (paired test).")
 @click.option("--per-image", is_flag=True, help="Include one row per image in the JSON report.")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Also write the JSON report to this file.")
+@output_option("Also write the JSON report to this file.")
 @click.option("--per-layer", is_flag=True,
               help="Also report SQNR / relative error of every layer against the float model, worst first.")
 @click.option("--per-layer-images", type=click.IntRange(1), default=10, show_default=True,

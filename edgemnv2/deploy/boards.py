@@ -12,8 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from edgemnv2.errors import DeviceProfileError, InputError
+from edgemnv2.resources import data_file
 
-BOARDS_FILE = Path(__file__).with_name("boards.toml")
+BOARDS_FILE = data_file("deploy/boards.toml")
 CYCLE_COUNTERS = ("dwt", "ccount", "time_us")
 _REQUIRED = ("target", "title", "mcu", "core", "cpu_hz", "ram_bytes", "flash_bytes", "cycle_counter", "source")
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from edgemnv2.deploy.edgetpu_graph import Graph, Op
 from edgemnv2.errors import DeviceProfileError
+from edgemnv2.resources import data_file
 from edgemnv2.tflite_file import builtin_names
 
-RULES_FILE = Path(str(resources.files("edgemnv2.deploy").joinpath("edgetpu_ops.toml")))
+RULES_FILE = Path(str(data_file("deploy/edgetpu_ops.toml")))
 EIGHT_BIT = ("int8", "uint8")
 
 # The compiler's own words for why an op is not mapped ("Operator Count Status" table of its log).

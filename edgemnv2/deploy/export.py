@@ -27,11 +27,10 @@ from typing import Any
 from edgemnv2 import atomic
 from edgemnv2.deploy.boards import Board, resolve_board
 from edgemnv2.errors import InputError, ModelError
+from edgemnv2.resources import data_file, templates_root
 from edgemnv2.tflite_file import load_model, op_name, parse_errors
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = REPO_ROOT / "firmware_templates"
-TFLM_OPS_FILE = Path(__file__).with_name("tflm_ops.toml")
+TFLM_OPS_FILE = data_file("deploy/tflm_ops.toml")
 MANIFEST_NAME = "edgemnv2_project.json"
 ARENA_MARGIN = 0.10           # the planner reproduces TFLM's layout; 10 % covers kernel/library version drift
 ARENA_ROUND = 1024
@@ -249,13 +248,13 @@ def _previous_export(out: Path) -> list[str]:
 
     Refuses a folder with other files unless it is a previous export."""
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
+        raise InputError(f"output folder {out} exists and is not a folder")
     if not out.is_dir() or not any(out.iterdir()):
         return []
     try:
         manifest = json.loads((out / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
-        raise InputError(f"--out {out} is not empty and was not made by `edgemnv2 export`; "
+        raise InputError(f"output folder {out} is not empty and was not made by `edgemnv2 export`; "
                          "choose a new folder") from None
     files = manifest.get("files", []) if isinstance(manifest, dict) else []
     return sorted({MANIFEST_NAME, *(str(f).split("/")[0] for f in files)})
@@ -268,7 +267,7 @@ def _manifest_files(written: list[Path], root: Path) -> list[str]:
 
 def _copy(src: Path, dst: Path, written: list[Path]) -> None:
     if not src.is_file():
-        raise InputError(f"firmware template file missing: {src} (is the checkout complete?)")
+        raise InputError(f"firmware template file missing: {src} (reinstall edgemnv2)")
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
     written.append(dst)
@@ -344,14 +343,15 @@ def render_firmware(request: ExportRequest) -> FirmwareExport:
     arena, arena_source = arena_for(facts.path, request.arena_bytes)
     out = Path(request.out)
     written: list[Path] = []
+    templates = templates_root()
     with atomic.staged_dir(out, generated=_previous_export(out)) as stage:
         src = stage / layout.source_dir
         for name in COMMON_FILES:
-            _copy(TEMPLATES_DIR / "common" / name, src / name, written)
+            _copy(templates / "common" / name, src / name, written)
         for template, dest in layout.board_files.items():
-            _copy(TEMPLATES_DIR / request.target / template, stage / dest, written)
+            _copy(templates / request.target / template, stage / dest, written)
         if request.target == "arduino":
-            text = (TEMPLATES_DIR / "arduino" / "sketch.yaml.tmpl").read_text()
+            text = (templates / "arduino" / "sketch.yaml.tmpl").read_text()
             _write(stage / "edgemnv2_fw" / "sketch.yaml", render_template(text, {"FQBN": board.fqbn or ""}),
                    written)
         array = write_c_array(facts.path.read_bytes(), src, symbol="g_model", basename="model_data",

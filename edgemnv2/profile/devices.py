@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from edgemnv2.errors import DeviceProfileError
+from edgemnv2.resources import data_file
 
 KINDS = ("linux", "mcu", "edgetpu")
 MAC_OP_KINDS = ("conv", "pointwise", "depthwise", "fully_connected")
@@ -74,8 +75,8 @@ class DeviceProfile:
         return self.kind == "mcu"
 
 
-def _devices_dir():
-    return resources.files("edgemnv2.profile") / "devices"
+def _devices_dir() -> Traversable:
+    return data_file("profile/devices")
 
 
 def known_devices() -> list[str]:

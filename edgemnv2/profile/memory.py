@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemnv2.errors import ModelError
+from edgemnv2.resources import data_file
 from edgemnv2.tflite_file import load_model, op_name, parse_errors
 
 BUFFER_ALIGNMENT = 16          # MicroArenaBufferAlignment() (micro_arena_constants.h)
@@ -127,9 +128,7 @@ class _Model:
 @lru_cache(maxsize=1)
 def kernel_table() -> dict[str, dict]:
     """Per-op tail facts from tflm_kernels.toml (see that file for sources)."""
-    path = Path(__file__).with_name("tflm_kernels.toml")
-    with path.open("rb") as fh:
-        return tomllib.load(fh)
+    return tomllib.loads(data_file("profile/tflm_kernels.toml").read_text(encoding="utf-8"))
 
 
 def _align_up(value: int, alignment: int) -> int:

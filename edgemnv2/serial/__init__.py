@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgemnv2.resources import templates_root
+
 SERIAL_DIR = Path(__file__).resolve().parent
-LINUX_AGENT_DIR = SERIAL_DIR.parent.parent / "firmware_templates" / "linux-agent"
 
 
 def agent_files() -> dict[str, Path]:
     """Files a Linux board needs, by the name they must have there: agent.py, protocol.py, board.py."""
     return {
-        "agent.py": LINUX_AGENT_DIR / "agent.py",
+        "agent.py": templates_root() / "linux-agent" / "agent.py",
         "protocol.py": SERIAL_DIR / "protocol.py",
         "board.py": SERIAL_DIR / "board.py",
     }
