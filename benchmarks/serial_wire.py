@@ -49,7 +49,7 @@ def measure(model: Path, baud: int, images: int, compute_s: float, window: int, 
     options = SimOptions(baud=baud, window=window, input_slots=slots, max_payload=max_payload)
     jobs = [(i, os.urandom(INPUT.nbytes)) for i in range(images)]
     done: list[float] = []
-    with VirtualBoard(model, options, runner=StandInRunner(compute_s)) as board, Transport(board.path, baud) as link:
+    with VirtualBoard(model, options, runner=StandInRunner(compute_s)) as board, Transport(board.path, baud, write_timeout=60.0) as link:
         streamer = Streamer(link, timeout=30, max_retries=3)
         streamer.handshake(hashlib.sha256(model.read_bytes()).digest(), timeout=10)
         streamer.run(jobs, lambda ident, msg, upload_s: done.append(time.monotonic()))

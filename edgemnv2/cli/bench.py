@@ -24,12 +24,16 @@ from edgemnv2.errors import BoardError
 @click.option("--count", type=int, default=None, help="Use this many images (default: all).")
 @click.option("--warmup", type=int, default=0, show_default=True, help="Untimed inferences before the run.")
 @click.option("--timeout", type=float, default=None,
-              help="Seconds of silence before the board counts as dead [default: 10 + 3 × the input's wire time].")
-@output_option("JSONL file: one line per result.", old=("--out",), required=True)
-@click.option("--resume", is_flag=True, help="Keep the results already in --output and send only the missing images.")
+              help="Seconds without progress (an ACK or a result) before the board counts as dead; bounds every "
+                   "wait [default: 10 + 3 × the input's wire time].")
+@output_option("JSONL file: a header line (model, runtime, images, options), then one line per result.",
+               old=("--out",), required=True)
+@click.option("--resume", is_flag=True, help="Keep the results already in --output (written for this model, runtime "
+                                             "and images) and send only the missing images.")
+@click.option("--force", is_flag=True, help="Replace an existing --output (without it, or --resume, bench refuses).")
 @json_option
 def bench_cmd(port: str, baud: int, model: Path, images: Path, count: int | None, warmup: int,
-              timeout: float | None, output: Path, resume: bool, as_json: bool) -> None:
+              timeout: float | None, output: Path, resume: bool, force: bool, as_json: bool) -> None:
     """Time MODEL on a board over serial and check every output against the host.
 
     \b
@@ -43,7 +47,7 @@ def bench_cmd(port: str, baud: int, model: Path, images: Path, count: int | None
     from edgemnv2.serial.bench import BenchOptions, render_report, run_bench
 
     options = BenchOptions(port=port, model=model, images=images, out=output, baud=baud, count=count, warmup=warmup,
-                           timeout=timeout, resume=resume)
+                           timeout=timeout, resume=resume, force=force)
     bar: list[Any] = []
 
     def on_start(total: int) -> None:

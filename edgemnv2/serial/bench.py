@@ -15,18 +15,21 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edgemnv2 import atomic
 from edgemnv2.errors import BoardError, InputError, ModelError, RuntimeUnavailable
 from edgemnv2.serial import protocol as p
-from edgemnv2.serial.transport import Transport
+from edgemnv2.serial.transport import Transport, port_lock
 
 log = logging.getLogger(__name__)
 
+RESULTS_KIND = "edgemnv2-bench-results"  # the first line of a results file says what it was written for
+RESULTS_SCHEMA_VERSION = 1
 WARMUP_ID_BASE = 0xFFFF0000  # ids of warm-up inferences: never written to the JSONL
 FATAL_ERRORS = {p.ERR_WRONG_SIZE: "refused the input size", p.ERR_UNSUPPORTED: "does not support a message",
                 p.ERR_MALFORMED: "could not parse a message", p.ERR_TOO_LARGE: "refused a chunk as too large"}
@@ -42,7 +45,8 @@ class BenchOptions:
     count: int | None = None
     warmup: int = 0
     timeout: float | None = None  # seconds of silence before the board counts as dead; None = derived
-    resume: bool = False
+    resume: bool = False  # keep the results in `out` and send only the missing images
+    force: bool = False  # replace an existing `out` (never done silently)
     max_retries: int = 20  # retries of one input before giving up on the board
 
 
@@ -167,6 +171,19 @@ class ReferenceRun:
             return None if self.problem else self._outputs.get(ident)
 
 
+def check_info(info: p.Info) -> None:
+    """The handshake's numbers within what a board can mean: each wrong one is one line, never a hang."""
+    limits = (("window", info.window, 1, p.MAX_WINDOW), ("input_slots", info.input_slots, 1, p.MAX_INPUT_SLOTS),
+              ("max_payload", info.max_payload, p.MIN_PAYLOAD, p.MAX_PAYLOAD))
+    for name, value, low, high in limits:
+        if not low <= value <= high:
+            raise BoardError(f"the board's handshake announces {name} {value} (must be {low}..{high}): "
+                             "the firmware is broken or not edgemnv2's; re-export and flash it")
+    if info.runtime.split("+")[0] not in p.RUNTIMES:
+        raise BoardError(f"the board names an unknown runtime {info.runtime!r} (known: {', '.join(p.RUNTIMES)}): "
+                         "update edgemnv2 or the firmware")
+
+
 @dataclasses.dataclass
 class _Upload:
     id: int
@@ -192,30 +209,31 @@ class Streamer:
         self.uploaded: set[int] = set()  # ids whose input the board acknowledged in full
         self.first_upload: float | None = None  # when the first measured (non-warm-up) upload began
         self.slowest_s = 0.0  # slowest on-device inference seen, for the result deadline
-        self._token = 0
-        self._ping_sent = 0.0
-        self.last_heard = time.monotonic()
+        self.last_progress = time.monotonic()  # last ACK that advanced or RESULT/ERROR for an awaited input
+        self._idle_frames: Counter[str] = Counter()  # frames received since then that were no progress
 
     # ------------------------------------------------------------------ handshake
 
     def handshake(self, model_sha256: bytes, timeout: float) -> p.Info:
-        """HELLO until INFO arrives (the board may be booting); check it runs our model."""
+        """HELLO until INFO arrives (the board may be booting); check it runs our model with sane limits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.t.send(p.Hello(p.PROTOCOL_VERSION, model_sha256))
             resend = time.monotonic() + 1.0
             while time.monotonic() < min(resend, deadline):
                 msg = self.t.receive(min(resend, deadline) - time.monotonic())
+                version = msg.version if isinstance(msg, p.Info) else (
+                    msg.detail if isinstance(msg, p.FrameFault) and msg.kind == "version" else p.PROTOCOL_VERSION)
+                if version != p.PROTOCOL_VERSION:
+                    raise BoardError(f"the board speaks protocol version {version}, this host "
+                                     f"{p.PROTOCOL_VERSION}: update the firmware or edgemnv2")
                 if isinstance(msg, p.Info):
-                    self.info = msg
-                    self.last_heard = time.monotonic()
-                    if msg.version != p.PROTOCOL_VERSION:
-                        raise BoardError(f"board speaks protocol version {msg.version}, this host {p.PROTOCOL_VERSION}: "
-                                         "update the firmware or edgemnv2")
                     if msg.model_sha256 != model_sha256:
                         raise ModelError(f"the board runs a different model (sha256 {msg.model_sha256.hex()[:12]}…, "
                                          f"--model has {model_sha256.hex()[:12]}…): flash this model "
                                          "(edgemnv2 export/flash) or pass the model the board runs")
+                    check_info(msg)
+                    self.info = msg
                     return msg
         raise BoardError(f"no answer from a board on {self.t.port_name} within {timeout:.0f} s: check the port and "
                          "baud rate, and that the edgemnv2 firmware (or board-sim) is running")
@@ -250,7 +268,7 @@ class Streamer:
         upload: _Upload | None = None
         awaiting: OrderedDict[int, list[float]] = OrderedDict()  # id -> [upload seconds, result deadline]
         slots = max(1, info.input_slots)
-        self.last_heard = time.monotonic()  # the host may have spent a while on its reference run
+        self._progress()  # the host may have spent a while on its reference run
         self._blocked_until = 0.0  # after ERROR busy: no new upload before a RESULT or this time
 
         def requeue(ident: int) -> None:
@@ -274,6 +292,7 @@ class Streamer:
 
         while pending or upload or awaiting:
             now = time.monotonic()
+            self._on_quiet(upload, awaiting, now)  # acts only on deadlines already passed, even amid chatter
             if upload is None and pending and len(awaiting) < slots and now >= self._blocked_until:
                 ident = pending.popleft()
                 upload = _Upload(ident, inputs[ident], now, deadline=now + self.ack_timeout)
@@ -284,11 +303,9 @@ class Streamer:
             deadline = self._next_deadline(upload, awaiting)
             msg = self.t.receive(max(0.0, deadline - time.monotonic()))
             now = time.monotonic()
-            if msg is None:
-                self._on_quiet(upload, awaiting, now)
+            if msg is None or isinstance(msg, p.FrameFault):  # a frame of another protocol version is noise here
                 continue
-            self.last_heard = now
-            self._ping_sent = 0.0
+            self._idle_frames[type(msg).__name__.upper()] += 1
             nonce = getattr(msg, "boot_nonce", None)
             if nonce is not None and nonce != self.info.boot_nonce:
                 on_reset(nonce)
@@ -298,6 +315,7 @@ class Streamer:
                     continue
             if isinstance(msg, p.Ack):
                 if upload is not None and msg.id == upload.id and msg.next_offset > upload.acked:
+                    self._progress()
                     upload.acked = min(msg.next_offset, len(upload.data))
                     upload.sent = max(upload.sent, upload.acked)
                     upload.deadline = now + self.ack_timeout
@@ -310,6 +328,7 @@ class Streamer:
                 if msg.id not in awaiting:
                     continue  # a duplicate, or a result from before a reset
                 upload_s = awaiting.pop(msg.id)[0]
+                self._progress()
                 self._blocked_until = 0.0
                 if msg.input_crc32 != p.crc32(inputs[msg.id]):
                     self.retries += 1
@@ -321,6 +340,24 @@ class Streamer:
             elif isinstance(msg, p.Error):
                 upload = self._on_error(msg, upload, awaiting, requeue, on_result)
             # INFO with the same nonce (a late HELLO answer) and PONG need nothing more
+
+    def _progress(self) -> None:
+        self.last_progress = time.monotonic()
+        self._idle_frames.clear()
+
+    def _check_progress(self, now: float) -> None:
+        """The one deadline no board can push back: `timeout` without an ACK that advances or a result.
+
+        Frames that move nothing forward (INFO, PONG, busy, bad CRC, duplicates) do not reset it, so a board
+        that keeps talking without working cannot keep the host waiting."""
+        if now - self.last_progress < self.timeout:
+            return
+        if not self._idle_frames:
+            raise BoardError(f"the board stopped answering: nothing received for {self.timeout:.1f} s "
+                             f"on {self.t.port_name}")
+        kinds = ", ".join(f"{count} {kind}" for kind, count in self._idle_frames.most_common())
+        raise BoardError(f"the board made no progress for {self.timeout:.1f} s on {self.t.port_name}: it sent "
+                         f"{kinds} but no ACK or RESULT")
 
     def _result_wait(self, queued: int) -> float:
         """How long to wait for a RESULT before asking for it again: `timeout` until an inference was
@@ -338,7 +375,7 @@ class Streamer:
             upload.sent = end
 
     def _next_deadline(self, upload: _Upload | None, awaiting: OrderedDict[int, list[float]]) -> float:
-        candidates = [self.last_heard + self.timeout / 4 if not self._ping_sent else self.last_heard + self.timeout]
+        candidates = [self.last_progress + self.timeout]
         if upload is not None:
             candidates.append(upload.deadline)
         elif self._blocked_until:
@@ -348,10 +385,8 @@ class Streamer:
         return min(candidates)
 
     def _on_quiet(self, upload: _Upload | None, awaiting: OrderedDict[int, list[float]], now: float) -> None:
-        """Nothing arrived before the nearest deadline: retransmit, ask again, ping, or give up."""
-        if now - self.last_heard >= self.timeout:
-            raise BoardError(f"the board stopped answering: nothing received for {self.timeout:.1f} s "
-                             f"on {self.t.port_name}")
+        """Act on the deadlines that have passed: give up, retransmit, or ask for a result again."""
+        self._check_progress(now)
         if upload is not None and now >= upload.deadline:
             self.retries += 1
             upload.sent = upload.acked  # go back to the last acknowledged byte
@@ -362,10 +397,6 @@ class Streamer:
                 self.t.send(p.GetResult(ident))
                 entry[1] = now + self._result_wait(len(awaiting))
                 break
-        if not self._ping_sent and now - self.last_heard >= self.timeout / 4:
-            self._token = (self._token + 1) & 0xFFFFFFFF
-            self.t.send(p.Ping(self._token))
-            self._ping_sent = now
 
     def _on_error(self, msg: p.Error, upload: _Upload | None, awaiting: OrderedDict[int, list[float]],
                   requeue: Callable[[int], None],
@@ -395,26 +426,12 @@ class Streamer:
             self.retries += 1
             requeue(msg.id)
         elif msg.code == p.ERR_RUNTIME and msg.id in awaiting:
+            self._progress()
             on_result(msg.id, msg, awaiting.pop(msg.id)[0])
         return upload
 
 
 # ---------------------------------------------------------------------- the bench command
-
-def _read_done(out: Path) -> dict[int, dict[str, Any]]:
-    """Results already in a JSONL (for --resume); a torn last line from a crash is ignored."""
-    done: dict[int, dict[str, Any]] = {}
-    if not out.exists():
-        return done
-    for line in out.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "id" in record:
-            done[int(record["id"])] = record
-    return done
-
 
 def _output_array(raw: bytes, desc: p.TensorDesc) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.dtype(desc.dtype))
@@ -445,69 +462,128 @@ def run_bench(options: BenchOptions, on_result: Callable[[dict[str, Any]], None]
     raw_inputs = model.quantize_input(image_set.images)
     files = [f.name for f in image_set.files]
 
-    done = _read_done(options.out) if options.resume else {}
-    for ident, record in done.items():
-        if ident < len(files) and record.get("file") != files[ident]:
-            raise InputError(f"{options.out} was written for other images (id {ident} is {record.get('file')}, "
-                             f"now {files[ident]}): use another --out or drop --resume")
+    header = {"kind": RESULTS_KIND, "schema_version": RESULTS_SCHEMA_VERSION, "model_sha256": model_sha.hex(),
+              "images": {"count": len(files), "sha256": hashlib.sha256("\n".join(files).encode()
+                                                                       + raw_inputs.tobytes()).hexdigest()},
+              "options": {"baud": options.baud, "count": options.count, "warmup": options.warmup,
+                          "timeout": options.timeout}}
+    previous, done = _open_results(options, header)
     todo = [i for i in range(len(files)) if i not in done]
-    try:
-        options.out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the folder of --out {options.out}: {exc.strerror or exc}") from None
 
-    transport = Transport(options.port, options.baud)
-    streamer = Streamer(transport, options.timeout, options.max_retries)
+    with port_lock(options.port):
+        transport = Transport(options.port, options.baud, write_timeout=options.timeout or 10.0)
+        streamer = Streamer(transport, options.timeout, options.max_retries)
+        try:
+            info = streamer.handshake(model_sha, timeout=options.timeout or 10.0)
+            _check_tensors(info, model)
+            header.update(runtime=info.runtime, board=info.board_name)
+            if previous is not None and previous.get("runtime") != info.runtime:
+                raise InputError(f"{options.out} was written for runtime {previous.get('runtime')} and the board "
+                                 f"runs {info.runtime}: use another --output, or --force to replace it")
+            transport.set_write_timeout(streamer.timeout + 2 * p.wire_seconds(
+                p.frame_wire_bytes(p.INPUT_HEADER_BYTES + info.max_payload), options.baud))
+            if previous is None:  # replaced only now that a board answered: a wrong --port loses nothing
+                atomic.write_text(options.out, json.dumps(header) + "\n")
+            results = atomic.AppendLog(options.out)
+        except BaseException:
+            transport.close()
+            raise
+        return _stream(options, model_sha, info, streamer, transport, results, files, image_set.labels,
+                       raw_inputs, done, todo, on_result, on_start)
+
+
+def _open_results(options: BenchOptions, header: dict[str, Any]) -> tuple[dict[str, Any] | None,
+                                                                            dict[int, dict[str, Any]]]:
+    """The header and results of the --output file to resume (None, {} to start a new one), after checking it
+    was written for this model and these images; an existing file is replaced only with --force."""
+    out = options.out
+    if options.resume and options.force:
+        raise InputError("--resume and --force exclude each other: --resume keeps the results, --force drops them")
+    if out.is_dir():
+        raise InputError(f"--output {out} is a folder; give a file such as {out / 'results.jsonl'}")
+    has_results = out.is_file() and out.stat().st_size > 0
+    if not has_results:
+        return None, {}
+    if not options.resume:
+        if options.force:
+            return None, {}
+        raise InputError(f"{out} already holds bench results: add --resume to finish them, or --force to "
+                         "replace them")
+    if atomic.repair_torn_tail(out):
+        log.warning("%s: removed a torn last line (a write cut short); that image is sent again", out)
+    lines = out.read_text(encoding="utf-8", errors="replace").splitlines()
+    replace = "use another --output, or --force to replace it"
+    try:
+        previous = json.loads(lines[0]) if lines else None
+    except json.JSONDecodeError:
+        previous = None
+    if not isinstance(previous, dict) or previous.get("kind") != RESULTS_KIND:
+        raise InputError(f"{out} has no bench results header (another program or an older edgemnv2 wrote it): "
+                         f"{replace}")
+    if previous.get("schema_version") != RESULTS_SCHEMA_VERSION:
+        raise InputError(f"{out} holds results schema {previous.get('schema_version')}, this edgemnv2 writes "
+                         f"{RESULTS_SCHEMA_VERSION}: {replace}")
+    if previous.get("model_sha256") != header["model_sha256"]:
+        raise InputError(f"{out} was written for another model (sha256 {str(previous.get('model_sha256'))[:12]}… "
+                         f"there, {header['model_sha256'][:12]}… now): {replace}")
+    theirs, ours = previous.get("images") or {}, header["images"]
+    if theirs != ours:
+        raise InputError(f"{out} was written for another image list ({theirs.get('count')} images, sha256 "
+                         f"{str(theirs.get('sha256'))[:12]}… there; {ours['count']} images, {ours['sha256'][:12]}… "
+                         f"now): {replace}")
+    done: dict[int, dict[str, Any]] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            record = json.loads(line)
+            done[int(record["id"])] = record
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise InputError(f"line {number} of {out} is not a bench result (the file was edited or damaged): "
+                             f"{replace}") from None
+    return previous, done
+
+
+def _stream(options: BenchOptions, model_sha: bytes, info: p.Info, streamer: Streamer, transport: Transport,
+            results: atomic.AppendLog, files: list[str], labels: np.ndarray, raw_inputs: np.ndarray,
+            done: dict[int, dict[str, Any]], todo: list[int], on_result: Callable[[dict[str, Any]], None] | None,
+            on_start: Callable[[int], None] | None) -> BenchReport:
+    """Upload the missing images and append each result as it arrives; the summary at the end."""
     started = time.monotonic()
     records: dict[int, dict[str, Any]] = dict(done)
     upload_times: list[float] = []
     last_result: float | None = None
-    reference: ReferenceRun | None = None
     stopped: str | None = None
     error: BoardError | None = None
+    reference = ReferenceRun(info.runtime, options.model, [(i, raw_inputs[i].tobytes()) for i in todo])
+
+    def handle(ident: int, msg: p.Result | p.Error, upload_s: float) -> None:
+        nonlocal last_result
+        if ident >= WARMUP_ID_BASE:
+            return
+        last_result = time.monotonic()
+        upload_times.append(upload_s)
+        record = _record(ident, files[ident], int(labels[ident]), msg, upload_s, streamer.info,
+                         reference.get(ident))
+        records[ident] = record
+        results.write_line(json.dumps(record))
+        if on_result:
+            on_result(record)
+
     try:
-        info = streamer.handshake(model_sha, timeout=options.timeout or 10.0)
-        _check_tensors(info, model)
-        reference = ReferenceRun(info.runtime, options.model, [(i, raw_inputs[i].tobytes()) for i in todo])
         if on_start:
             on_start(len(todo))
         jobs = [(WARMUP_ID_BASE + k, raw_inputs[0].tobytes()) for k in range(options.warmup if todo else 0)]
         jobs += [(i, raw_inputs[i].tobytes()) for i in todo]
-        try:  # truncated only now that a board answered, so a wrong --port loses no earlier results
-            out_file = options.out.open("a" if options.resume else "w")
-        except OSError as exc:
-            raise InputError(f"cannot write {options.out}: {exc.strerror or exc}") from None
-
-        def handle(ident: int, msg: p.Result | p.Error, upload_s: float) -> None:
-            nonlocal last_result
-            if ident >= WARMUP_ID_BASE:
-                return
-            last_result = time.monotonic()
-            upload_times.append(upload_s)
-            record = _record(ident, files[ident], int(image_set.labels[ident]), msg, upload_s, streamer.info,
-                             reference.get(ident))
-            records[ident] = record
-            out_file.write(json.dumps(record) + "\n")
-            out_file.flush()
-            if on_result:
-                on_result(record)
-
-        try:
-            streamer.run(jobs, handle)
-        finally:
-            out_file.close()
+        streamer.run(jobs, handle)
     except BoardError as exc:
         stopped = str(exc)
         error = exc
     finally:
+        results.close()
         transport.close()
-        if reference is not None:
-            reference.cancel()
+        reference.cancel()
 
-    info = streamer.info
-    report = _report(options, info, records, len(files), upload_times, streamer.first_upload, last_result,
-                     streamer, transport, reference.runtime if reference else None, stopped,
-                     time.monotonic() - started,
+    report = _report(options, streamer.info, records, len(files), upload_times, streamer.first_upload, last_result,
+                     streamer, transport, reference.runtime, stopped, time.monotonic() - started,
                      raw_inputs[0].nbytes, model_sha)
     if error is not None:
         failure = BoardError(f"{stopped}; {report.received} of {report.total} results saved in {options.out} "

@@ -25,6 +25,12 @@ INPUT_HEADER_BYTES = 12  # id, offset, total
 HASH_BYTES = 32  # SHA-256 of the .tflite file
 BITS_PER_BYTE = 10  # 8N1 UART: start + 8 data + stop
 
+# What a host accepts in INFO (docs/protocol.md §2): anything else is a broken or foreign firmware.
+MAX_WINDOW = 255  # window is a u8; 0 would mean the host may never send
+MAX_INPUT_SLOTS = 16
+MIN_PAYLOAD, MAX_PAYLOAD = 64, 1 << 24
+RUNTIMES = ("tflm", "litert", "tflite_runtime")  # before an optional "+delegate" suffix (litert+edgetpu)
+
 # Message types: host -> board below 0x80, board -> host from 0x80.
 HELLO, PING, RESET, INPUT, GET_RESULT = 0x01, 0x02, 0x03, 0x10, 0x11
 INFO, ACK, RESULT, ERROR, PONG = 0x81, 0x82, 0x83, 0x84, 0x85

@@ -29,6 +29,9 @@ from edgemnv2.serial.runners import ModelRunner, open_runner
 FAULT_KINDS = ("corrupt", "drop", "stall", "reset")
 FAULT_WEIGHTS = (0.4, 0.3, 0.2, 0.1)
 TX_FAULT_KINDS = ("corrupt", "drop", "stall")
+RX, TX = "host->board", "board->host"
+RESET = object()  # in what `_inject_rx` hands on: the board reboots here
+DIRECTIONS = (RX, TX)
 
 
 @dataclasses.dataclass
@@ -79,7 +82,12 @@ class VirtualBoard:
             window=self.options.window, input_slots=self.options.input_slots)
         self.engine = BoardEngine(self.config, self.runner, self._queue_tx)
         self.faults: Counter[str] = Counter()
-        self._rng = random.Random(self.options.seed)
+        # (direction, frame number, kind, byte offset in the frame, bit): the same seed gives the same list
+        self.fault_log: list[tuple[str, int, str, int, int]] = []
+        # one generator per direction, each drawn once per frame: threads and timing cannot reorder them
+        self._rng = {direction: random.Random(f"{self.options.seed}:{direction}") for direction in DIRECTIONS}
+        self._frames = dict.fromkeys(DIRECTIONS, 0)
+        self._rx_partial = bytearray()  # host bytes after the last delimiter: a frame not yet complete
         self._tx: queue.Queue[bytes | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -121,21 +129,40 @@ class VirtualBoard:
 
     # ------------------------------------------------------------------ faults
 
-    def _fault(self, kinds: tuple[str, ...]) -> str | None:
-        if self.options.fault_rate <= 0 or self._rng.random() >= self.options.fault_rate:
-            return None
-        kind = self._rng.choices(kinds, weights=FAULT_WEIGHTS[:len(kinds)])[0]
-        self.faults[kind] += 1
-        return kind
+    def _fault(self, direction: str, body: bytes) -> tuple[str | None, bytes, float]:
+        """Decide this frame's fault from its direction's generator: (kind, the body as sent, stall seconds).
 
-    def _stall(self) -> None:
-        self._stop.wait(self._rng.uniform(*self.options.stall_s))
+        Every frame draws the same numbers whether or not it is faulted, so frame n of a direction gets the same
+        fault in every run with this seed, however the bytes were chunked or the threads scheduled."""
+        rng = self._rng[direction]
+        number = self._frames[direction]
+        self._frames[direction] += 1
+        draw, pick, offset, bit = rng.random(), rng.random(), rng.random(), rng.randrange(8)
+        stall = rng.uniform(*self.options.stall_s)
+        if self.options.fault_rate <= 0 or draw >= self.options.fault_rate:
+            return None, body, 0.0
+        kinds = FAULT_KINDS if direction == RX else TX_FAULT_KINDS
+        weights = FAULT_WEIGHTS[:len(kinds)]
+        kind = kinds[-1]
+        threshold = 0.0
+        for candidate, weight in zip(kinds, weights):
+            threshold += weight / sum(weights)
+            if pick < threshold:
+                kind = candidate
+                break
+        victim = int(offset * len(body)) if body else 0
+        self.faults[kind] += 1
+        self.fault_log.append((direction, number, kind, victim, bit))
+        if kind == "corrupt" and body:
+            body = body[:victim] + bytes((body[victim] ^ (1 << bit),)) + body[victim + 1:]
+        elif kind == "drop" and body:
+            body = body[:victim] + body[victim + 1:]
+        return kind, body, stall if kind == "stall" else 0.0
 
     # ------------------------------------------------------------------ receive (host -> board)
 
     def _rx_loop(self) -> None:
         pacer = _Pacer(self.options.baud)
-        previous = 0  # last byte seen, to find the delimiter that closes a frame
         while not self._stop.is_set():
             ready, _, _ = select.select([self._master], [], [], 0.05)
             if not ready:
@@ -147,36 +174,37 @@ class VirtualBoard:
             except OSError:
                 return
             pacer.wait(len(data))
-            data, reset, previous = self._inject_rx(data, previous)
-            if data:
-                self.engine.receive(data)
-            if reset:
-                self.engine.boot()
+            for piece in self._inject_rx(data):
+                if piece is RESET:
+                    self.engine.boot()
+                elif piece:
+                    self.engine.receive(piece)
 
-    def _inject_rx(self, data: bytes, previous: int) -> tuple[bytes, bool, int]:
-        """Apply at most one fault per frame closed in this chunk; returns (bytes, reset?, last byte)."""
+    def _inject_rx(self, data: bytes) -> list[bytes | object]:
+        """What reaches the engine, in order: bytes, and RESET where the board reboots (losing the frame that
+        triggered it). Complete frames only, so a fault hits a whole frame wherever the reads split it."""
         if self.options.fault_rate <= 0:
-            return data, False, data[-1] if data else previous
-        buffer = bytearray(data)
+            return [data]
+        buffer = self._rx_partial + data
+        pieces: list[bytes | object] = []
+        out = bytearray()
         start = 0
         pos = buffer.find(0)
         while pos >= 0:
-            closes_frame = pos > start or (pos == 0 and previous != 0)
-            kind = self._fault(FAULT_KINDS) if closes_frame else None
-            if kind == "reset":
-                return bytes(buffer[:start]), True, 0
-            if kind == "stall":
-                self._stall()
-            elif kind in ("corrupt", "drop") and pos > start:
-                victim = self._rng.randrange(start, pos)
-                if kind == "corrupt":
-                    buffer[victim] ^= 1 << self._rng.randrange(8)
+            if pos > start:  # a delimiter that closes a non-empty frame
+                kind, body, stall = self._fault(RX, bytes(buffer[start:pos]))
+                if stall:
+                    self._stop.wait(stall)
+                if kind == "reset":
+                    pieces += [bytes(out), RESET]
+                    out = bytearray()
                 else:
-                    del buffer[victim]
-                    pos -= 1
+                    out += body
+            out.append(0)
             start = pos + 1
             pos = buffer.find(0, start)
-        return bytes(buffer), False, buffer[-1] if buffer else previous
+        self._rx_partial = bytearray(buffer[start:])
+        return pieces + [bytes(out)]
 
     # ------------------------------------------------------------------ transmit (board -> host)
 
@@ -190,22 +218,19 @@ class VirtualBoard:
             frame = self._tx.get()
             if frame is None or self._stop.is_set():
                 return
-            kind = self._fault(TX_FAULT_KINDS)
-            if kind == "stall":
-                self._stall()
-            elif kind in ("corrupt", "drop") and len(frame) > 2:
-                buffer = bytearray(frame)
-                victim = self._rng.randrange(1, len(buffer) - 1)
-                if kind == "corrupt":
-                    buffer[victim] ^= 1 << self._rng.randrange(8)
-                else:
-                    del buffer[victim]
-                frame = bytes(buffer)
+            frame = self._inject_tx(frame)
             for offset in range(0, len(frame), slice_bytes):
                 chunk = frame[offset:offset + slice_bytes]
                 pacer.wait(len(chunk))
                 if not self._write_all(chunk):
                     return
+
+    def _inject_tx(self, frame: bytes) -> bytes:
+        """A frame as the board sends it (0x00 COBS 0x00): the fault, if any, hits the bytes between delimiters."""
+        kind, body, stall = self._fault(TX, frame[1:-1])
+        if stall:
+            self._stop.wait(stall)
+        return frame[:1] + body + frame[-1:] if kind else frame
 
     def _write_all(self, data: bytes) -> bool:
         view = memoryview(data)

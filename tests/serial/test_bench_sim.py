@@ -19,7 +19,10 @@ from edgemnv2.serial.sim import spawn_board_sim
 
 
 def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The results in a bench JSONL (its first line is the header)."""
+    header, *records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert header["kind"] == "edgemnv2-bench-results"
+    return records
 
 
 def _assert_all_exact(report, out: Path, count: int, runtime: str) -> None:
