@@ -8,10 +8,45 @@ import click
 
 from edgemnv2.cli.options import emit_json, json_option, output_option, to_jsonable
 from edgemnv2.deploy.export import DEFAULT_BAUD, TARGETS, ExportRequest, FirmwareExport, export_project
+from edgemnv2.errors import InputError
+
+
+def _static_engine(target: str | None, model: Path, out: Path, schedule: str, ram_budget: int | None,
+                   patch_split: int | None, tiles: str | None, as_json: bool) -> None:
+    from edgemnv2.deploy.static_engine import generate_engine
+    from edgemnv2.profile.schedule import parse_grid
+
+    if target is not None:
+        raise InputError("--engine static writes the engine sources, not a firmware project yet: drop --target")
+    if (patch_split is None) != (tiles is None):
+        raise InputError("give --patch-split and --tiles together (or neither: they are searched)")
+    if schedule != "patch" and (patch_split is not None or ram_budget is not None):
+        raise InputError("--ram-budget, --patch-split and --tiles go with --schedule patch")
+    result = generate_engine(model, out, schedule, ram_budget, patch_split,
+                             parse_grid(tiles) if tiles is not None else None)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"static engine ({result.schedule} schedule, {result.steps} steps) in {result.out}: "
+               f"{', '.join(result.files)}")
+    click.echo(f"  arena   {result.arena_bytes} bytes (input at {result.input_offset}, output at {result.output_offset})")
+    click.echo(f"  build   gcc -std=c99 -O2 -I{result.out} {result.out}/se_kernels.c {result.out}/se_model.c "
+               f"{result.out}/se_host_main.c  (host: raw inputs on stdin, outputs on stdout)")
 
 
 @click.command("export")
-@click.option("--target", required=True, type=click.Choice(list(TARGETS)), help="What to render the project for.")
+@click.option("--target", default=None, type=click.Choice(list(TARGETS)),
+              help="What to render the project for (required with the default --engine tflm).")
+@click.option("--engine", type=click.Choice(["tflm", "static"]), default="tflm", show_default=True,
+              help="tflm: TFLite Micro's interpreter; static: generated C99 for one schedule, no interpreter, no heap "
+                   "(the engine sources; see docs/static-engine.md).")
+@click.option("--schedule", type=click.Choice(["inplace", "patch"]), default="inplace", show_default=True,
+              help="--engine static: layer by layer in place, or the first blocks tile by tile.")
+@click.option("--ram-budget", type=click.IntRange(min=1), default=None, metavar="BYTES",
+              help="--engine static --schedule patch: the RAM the tiling must fit (fewest extra MACs).")
+@click.option("--patch-split", type=click.IntRange(min=1), default=None, metavar="STEP",
+              help="--schedule patch: tile the first STEP steps (with --tiles).")
+@click.option("--tiles", default=None, metavar="ROWSxCOLS", help="--schedule patch: the tile grid, e.g. 4x4.")
 @click.option("--model", "model", required=True, type=click.Path(path_type=Path),
               help="The .tflite model (int8 for microcontrollers).")
 @output_option("Folder to write the project to.", old=("--out",), required=True)
@@ -23,9 +58,21 @@ from edgemnv2.deploy.export import DEFAULT_BAUD, TARGETS, ExportRequest, Firmwar
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Labels file (phone targets).")
 @click.option("--baud", type=int, default=DEFAULT_BAUD, show_default=True, help="UART rate the firmware opens.")
 @json_option
-def export_cmd(target: str, model: Path, output: Path, arena_bytes: int | None, board: str | None,
+def export_cmd(target: str | None, engine: str, schedule: str, ram_budget: int | None, patch_split: int | None,
+               tiles: str | None, model: Path, output: Path, arena_bytes: int | None, board: str | None,
                labels: Path | None, baud: int, as_json: bool) -> None:
-    """Render a project for TARGET: firmware sources + model C array + arena + op resolver + build/flash README."""
+    """Render a project for TARGET: firmware sources + model C array + arena + op resolver + build/flash README.
+
+    \b
+    With --engine static: the model as C99 (weights, multipliers and shifts as const arrays, one static
+    arena, the schedule's call sequence) plus the kernel library, bit-exact with TFLite Micro:
+      edgemnv2 export --engine static --model m.tflite --output engine/ --schedule patch --ram-budget 262144
+    """
+    if engine == "static":
+        _static_engine(target, model, output, schedule, ram_budget, patch_split, tiles, as_json)
+        return
+    if target is None:
+        raise InputError("give --target (or --engine static for the engine sources alone)")
     result = export_project(ExportRequest(target=target, model=model, out=output, arena_bytes=arena_bytes, board=board,
                                           labels=labels, baud=baud))
     if as_json:

@@ -96,12 +96,9 @@ def _schedules(model: Path | None, alpha: float | None, resolution: int | None, 
         raise InputError("give --patch-split and --tiles together (or neither: they are searched)")
     if patch_split is not None and schedule not in ("patch", "auto"):
         raise InputError("--patch-split/--tiles set the patch schedule: use --schedule patch or auto")
-    grid = None
-    if tiles is not None:
-        parts = tiles.lower().split("x")
-        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise InputError(f"--tiles {tiles!r}: give ROWSxCOLS, e.g. 4x4")
-        grid = (int(parts[0]), int(parts[1]))
+    from edgemnv2.profile.schedule import parse_grid
+
+    grid = parse_grid(tiles) if tiles is not None else None
     devices = resolve_devices(device, device_file) if device or device_file else []
     report = build_schedule_report(model, schedule, devices, ram_budget, patch_split, grid)
     if as_json:

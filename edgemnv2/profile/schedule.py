@@ -627,6 +627,14 @@ def plan_patch(g: OpGraph, ram_budget: int | None = None, steps: tuple[Step, ...
     return lowest_peak(within or costed)
 
 
+def parse_grid(text: str) -> tuple[int, int]:
+    """"4x4" -> (4, 4): a tile grid as the CLI takes it."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise InputError(f"--tiles {text!r}: give ROWSxCOLS, e.g. 4x4")
+    return int(parts[0]), int(parts[1])
+
+
 def plan_schedule(model: bytes | Path | str, kind: str, ram_budget: int | None = None,
                   split: int | None = None, grid: tuple[int, int] | None = None,
                   graph: OpGraph | None = None) -> Schedule:
