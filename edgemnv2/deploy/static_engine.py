@@ -23,14 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemnv2.deploy.export import TEMPLATES_DIR
 from edgemnv2.errors import ModelError, RuntimeUnavailable, ToolMissing
 from edgemnv2.profile.opgraph import Op, OpGraph, read_opgraph
 from edgemnv2.profile.schedule import Schedule, Step, plan_schedule
 
 KERNEL_FILES = ("se_kernels.c", "se_kernels.h", "se_host_main.c")
 GENERATED_FILES = ("se_model.h", "se_model.c") + KERNEL_FILES
-KERNELS_DIR = TEMPLATES_DIR / "static_engine"
 _INT8 = (-128, 127)
 
 
@@ -348,7 +346,9 @@ def generate_engine(model: Path, out: Path, schedule: str = "inplace", ram_budge
 
 def kernel_source(name: str) -> str:
     """Text of one kernel-library file shipped under firmware_templates/static_engine/."""
-    return (KERNELS_DIR / name).read_text(encoding="utf-8")
+    from edgemnv2.resources import templates_root
+
+    return (templates_root() / "static_engine" / name).read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------- checking
