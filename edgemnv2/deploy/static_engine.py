@@ -141,6 +141,15 @@ class _Writer:
 
     # -- ops ---------------------------------------------------------------------------------------
 
+    def constants(self, n: int, weights, bias: int, pairs: list[tuple[int, int]]) -> str:
+        """Emit step n's weights, bias (tensor index, -1 = none), multipliers and shifts; the bias's C name."""
+        self.consts.append(_array("int8_t", f"w{n}", weights))
+        if bias >= 0:
+            self.consts.append(_array("int32_t", f"b{n}", self.g.tensor_data(bias)))
+        self.consts.append(_array("int32_t", f"m{n}", [p[0] for p in pairs]))
+        self.consts.append(_array("int32_t", f"s{n}", [p[1] for p in pairs]))
+        return f"b{n}" if bias >= 0 else "NULL"
+
     def conv_params(self, step: Step, op: Op) -> str:
         g = self.g
         x, w, b = op.inputs[0], op.inputs[1], op.inputs[2] if len(op.inputs) > 2 else -1
@@ -153,13 +162,7 @@ class _Writer:
         pairs = [quantize_multiplier(in_scale * float(fs) / float(self.scale(out))) for fs in filter_scales]
         lo, hi = activation_range(op.activation, self.scale(out), self.zp(out))
         n = step.index
-        self.consts.append(_array("int8_t", f"w{n}", weights))
-        bias = "NULL"
-        if b >= 0:
-            self.consts.append(_array("int32_t", f"b{n}", g.tensor_data(b)))
-            bias = f"b{n}"
-        self.consts.append(_array("int32_t", f"m{n}", [p[0] for p in pairs]))
-        self.consts.append(_array("int32_t", f"s{n}", [p[1] for p in pairs]))
+        bias = self.constants(n, weights, b, pairs)
         in_shape = g.tensors[src].shape
         dm = op.depth_multiplier if op.name == "DEPTHWISE_CONV_2D" else 1
         if op.name == "CONV_2D" and weights.shape[3] != in_shape[3]:
@@ -242,13 +245,7 @@ class _Writer:
                 product = float(np.float32(self.scale(x)) * np.float32(wt.scale[0]))
                 pairs = [quantize_multiplier(product / float(self.scale(out)))] * out_f
             lo, hi = activation_range(op.activation, self.scale(out), self.zp(out))
-            self.consts.append(_array("int8_t", f"w{n}", g.tensor_data(w)))
-            bias = "NULL"
-            if b >= 0:
-                self.consts.append(_array("int32_t", f"b{n}", g.tensor_data(b)))
-                bias = f"b{n}"
-            self.consts.append(_array("int32_t", f"m{n}", [p[0] for p in pairs]))
-            self.consts.append(_array("int32_t", f"s{n}", [p[1] for p in pairs]))
+            bias = self.constants(n, g.tensor_data(w), b, pairs)
             batches = g.tensors[out].elements // out_f
             self.consts.append(f"static const se_fc_params p{n} = {{w{n}, {bias}, m{n}, s{n}, {in_f}, {out_f}, {batches}, "
                                f"{-self.zp(x)}, {self.zp(out)}, {lo}, {hi}}};\n")

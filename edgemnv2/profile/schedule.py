@@ -298,6 +298,33 @@ def inplace_kind(g: OpGraph, step: Step, last: dict[int, int]) -> tuple[int, int
     return None
 
 
+def _input_groups(g: OpGraph, last: dict[int, int], until: int) -> tuple[list[_Group], dict[int, int]]:
+    """One buffer per graph input, live from before the first step to its last reader (at least `until`)."""
+    groups = [_Group(g.tensors[t].name, [t], {}) for t in g.inputs]
+    for group, t in zip(groups, g.inputs):
+        group.add(-1, max(last[t], until), g.tensors[t].bytes)
+    return groups, {t: k for k, t in enumerate(g.inputs)}
+
+
+def _add_output(groups: list[_Group], group_of: dict[int, int], scratch_of: dict[int, int], inplace: list[int],
+                step: Step, name: str, size: int, last: int, src: int | None, scratch: int) -> None:
+    """Add a step's output buffer: into `src`'s chain when it runs in place (plus its scratch), else a new one."""
+    out = step.output
+    if src is None:
+        group_of[out] = len(groups)
+        groups.append(_Group(name, [out], {}))
+        groups[-1].add(step.index, last, size)
+        return
+    k = group_of[src]
+    groups[k].tensors.append(out)
+    groups[k].add(step.index, last, size)
+    group_of[out] = k
+    inplace.append(step.index)
+    if scratch:
+        scratch_of[step.index] = len(groups)
+        groups.append(_Group(f"scratch:{step.name}", [], {step.index: scratch}))
+
+
 def _layer_groups(g: OpGraph, steps: tuple[Step, ...], begin: int, first: dict[int, int], last: dict[int, int],
                   groups: list[_Group], group_of: dict[int, int], scratch_of: dict[int, int],
                   inplace: list[int]) -> None:
@@ -306,20 +333,9 @@ def _layer_groups(g: OpGraph, steps: tuple[Step, ...], begin: int, first: dict[i
         out = s.output
         size = g.tensors[out].bytes
         hit = inplace_kind(g, s, last)
-        if hit is not None and hit[0] in group_of:
-            src, scratch = hit
-            k = group_of[src]
-            groups[k].tensors.append(out)
-            groups[k].add(s.index, last[out], size)
-            group_of[out] = k
-            inplace.append(s.index)
-            if scratch:
-                scratch_of[s.index] = len(groups)
-                groups.append(_Group(f"scratch:{s.name}", [], {s.index: scratch}))
-        else:
-            group_of[out] = len(groups)
-            groups.append(_Group(g.tensors[out].name, [out], {}))
-            groups[-1].add(s.index, last[out], size)
+        in_place = hit is not None and hit[0] in group_of
+        _add_output(groups, group_of, scratch_of, inplace, s, g.tensors[out].name, size, last[out],
+                    hit[0] if in_place else None, hit[1] if in_place else 0)
 
 
 def _schedule_from_groups(kind: str, g: OpGraph, steps: tuple[Step, ...], groups: list[_Group],
@@ -356,12 +372,7 @@ def plan_inplace(g: OpGraph, steps: tuple[Step, ...] | None = None) -> Schedule:
     """Layer by layer with in-place ops and first-fit buffer reuse."""
     steps = steps or build_steps(g)
     first, last = _lifetimes(g, steps)
-    groups: list[_Group] = []
-    group_of: dict[int, int] = {}
-    for t in g.inputs:
-        group_of[t] = len(groups)
-        groups.append(_Group(g.tensors[t].name, [t], {}))
-        groups[-1].add(-1, max(last[t], -1), g.tensors[t].bytes)
+    groups, group_of = _input_groups(g, last, -1)
     scratch_of: dict[int, int] = {}
     inplace: list[int] = []
     _layer_groups(g, steps, 0, first, last, groups, group_of, scratch_of, inplace)
@@ -507,20 +518,12 @@ def _tile_plan(g: OpGraph, steps: tuple[Step, ...], split: int, grid: tuple[int,
         if hit is not None and hit[0] in group_of and (
                 s.kind == "depthwise" or (rows[hit[0]] == rows[out] and cols[hit[0]] == cols[out])):
             src = g.tensors[hit[0]]
-            k = group_of[hit[0]]
-            groups[k].tensors.append(out)
-            groups[k].add(s.index, last[out], tile_bytes(out))
-            group_of[out] = k
-            inplace.append(s.index)
             scratch = (max(r.size for r in rows[hit[0]]) * max(c.size for c in cols[hit[0]]) * src.itemsize
                        if s.kind == "depthwise" else src.shape[3] * src.itemsize if s.kind == "pointwise" else 0)
-            if scratch:
-                scratch_of[s.index] = len(groups)
-                groups.append(_Group(f"scratch:{s.name}", [], {s.index: scratch}))
+            _add_output(groups, group_of, scratch_of, inplace, s, "", tile_bytes(out), last[out], hit[0], scratch)
         else:
-            group_of[out] = len(groups)
-            groups.append(_Group(g.tensors[out].name, [out], {}))
-            groups[-1].add(s.index, min(last[out], split - 1), tile_bytes(out))
+            _add_output(groups, group_of, scratch_of, inplace, s, g.tensors[out].name, tile_bytes(out),
+                        min(last[out], split - 1), None, 0)
     live = [sum(gr.footprint.get(s.index, 0) for gr in groups) for s in steps[:split]]
     offsets = place(groups) if layout else [0] * len(groups)
     workspace = _align(_arena_end(groups, offsets)) if layout else max(live, default=0)
@@ -534,12 +537,7 @@ def _assemble_patch(g: OpGraph, steps: tuple[Step, ...], tile: _TilePlan) -> Sch
     split = tile.split
     split_tensor = steps[split - 1].output
     first, last = _lifetimes(g, steps)
-    groups: list[_Group] = []
-    group_of: dict[int, int] = {}
-    for t in g.inputs:
-        group_of[t] = len(groups)
-        groups.append(_Group(g.tensors[t].name, [t], {}))
-        groups[-1].add(-1, max(last[t], split - 1), g.tensors[t].bytes)
+    groups, group_of = _input_groups(g, last, split - 1)
     group_of[-1] = len(groups)
     groups.append(_Group("tile workspace", [], {}))
     groups[-1].add(0, split - 1, tile.workspace)
