@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -43,9 +44,12 @@ def _gate(report, strict: bool) -> None:
               help="Exit 3 when any op runs on the CPU or parameters stream from host memory.")
 @click.option("--rules", type=click.Path(path_type=Path), default=None,
               help="Use another rules file instead of the packaged edgetpu_ops.toml.")
+@click.option("--against", type=click.Path(path_type=Path), default=None, metavar="COMPILED.tflite",
+              help="Hold the prediction against MODEL_edgetpu.tflite made by edgetpu_compiler: lists every op the "
+                   "two place differently.")
 @json_option
 def check_cmd(model: Path, show_ops: bool, compiler_version: str | None, strict: bool, rules: Path | None,
-              as_json: bool) -> None:
+              against: Path | None, as_json: bool) -> None:
     """Predict how edgetpu_compiler partitions MODEL.tflite, from Coral's rules (no compiler needed).
 
     Reports which ops run on the Edge TPU, the CPU ops before and after the TPU segment, the first CPU op
@@ -55,7 +59,10 @@ def check_cmd(model: Path, show_ops: bool, compiler_version: str | None, strict:
     """
     from edgemnv2.deploy import edgetpu
 
-    report = edgetpu.check_model(model, edgetpu.load_rules(rules) if rules else None, compiler_version)
+    loaded = edgetpu.load_rules(rules) if rules else None
+    report = edgetpu.check_model(model, loaded, compiler_version)
+    if against is not None:
+        report = dataclasses.replace(report, against=edgetpu.compare(report, edgetpu.check_model(against, loaded)))
     _emit(report, show_ops, as_json)
     _gate(report, strict)
 

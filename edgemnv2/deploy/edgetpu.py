@@ -32,8 +32,8 @@ from edgemnv2.deploy.edgetpu_rules import (
     MAPPED, ONE_SUBGRAPH, RULES_FILE, EdgeTpuRules, load_rules, unsupported)
 from edgemnv2.errors import ConversionError, ModelError, ToolMissing
 
-__all__ = ["EDGETPU_CUSTOM_OP", "RULES_FILE", "SCHEMA_VERSION", "EdgeTpuReport", "Partition", "Placement",
-           "check_model", "compile_model", "load_rules", "partition", "read_graph", "render_text", "report_json"]
+__all__ = ["EDGETPU_CUSTOM_OP", "RULES_FILE", "SCHEMA_VERSION", "Comparison", "EdgeTpuReport", "Partition", "Placement",
+           "check_model", "compare", "compile_model", "load_rules", "partition", "read_graph", "render_text", "report_json"]
 
 SCHEMA_VERSION = 2   # of `edgetpu check|compile --json`; 2: segments, boundary tensors, streamed parameters
 COMPILER = "edgetpu_compiler"
@@ -182,6 +182,43 @@ class EdgeTpuReport:
     tpu_outputs: tuple[BoundaryTensor, ...] = ()
     ops: tuple[Placement, ...] = ()
     notes: tuple[str, ...] = ()
+    against: Comparison | None = None   # the prediction held against a compiled file (`check --against`)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """A predicted partition against the one a compiled *_edgetpu.tflite holds (ops matched by kind and output
+    tensor names, which the compiler keeps)."""
+
+    compiled_model: str
+    compiled_cpu_ops: int
+    compiled_cpu_before: int
+    compiled_cpu_after: int
+    matches: bool
+    cpu_only_in_compiled: tuple[str, ...]   # predicted on the TPU, left on the CPU by the compiler
+    cpu_only_predicted: tuple[str, ...]     # predicted on the CPU, mapped by the compiler
+
+
+def compare(predicted: EdgeTpuReport, compiled: EdgeTpuReport) -> Comparison:
+    """Where the prediction and the compiler's own partition differ, op by op."""
+    if not compiled.compiled or compiled.source == COMPILER:
+        raise ModelError(f"{compiled.model} is not a model compiled by edgetpu_compiler (no {EDGETPU_CUSTOM_OP})")
+    if predicted.compiled:
+        raise ModelError(f"{predicted.model} is already compiled: check the model from before edgetpu_compiler")
+
+    def cpu(report: EdgeTpuReport) -> Counter:
+        return Counter((p.op, p.outputs) for p in report.ops if p.device == "cpu")
+
+    ours, theirs = cpu(predicted), cpu(compiled)
+    index = {(p.op, p.outputs): p.index for p in predicted.ops}
+
+    def listed(ops: Counter) -> tuple[str, ...]:
+        return tuple(f"#{index.get(key, '?')} {key[0]}" for key in sorted(ops.elements(), key=lambda k: index.get(k, -1)))
+
+    return Comparison(compiled.model, compiled.cpu_ops, compiled.cpu_before or 0, compiled.cpu_after or 0,
+                      ours == theirs and (predicted.cpu_before, predicted.cpu_after) == (compiled.cpu_before,
+                                                                                          compiled.cpu_after),
+                      listed(theirs - ours), listed(ours - theirs))
 
 
 def format_mib(n: float) -> str:
@@ -355,6 +392,16 @@ def render_text(report: EdgeTpuReport, show_ops: bool = False) -> str:
                  f"on-chip cache ({fits})")
     lines += [f"Note:        {note}" for note in report.notes]
     lines.append(f"Verdict:     {report.verdict}")
+    if report.against is not None:
+        a = report.against
+        lines.append(f"Against:     {a.compiled_model}: the compiler left {a.compiled_cpu_ops} ops on the CPU "
+                     f"({a.compiled_cpu_before} before, {a.compiled_cpu_after} after); "
+                     + ("the prediction is identical" if a.matches else "the prediction differs"))
+        for label, ops in (("on the CPU there, predicted on the TPU", a.cpu_only_in_compiled),
+                           ("mapped there, predicted on the CPU", a.cpu_only_predicted)):
+            if ops:
+                more = f" and {len(ops) - 10} more" if len(ops) > 10 else ""
+                lines.append(f"             {label} ({len(ops)}): {', '.join(ops[:10])}{more}")
     return "\n".join(lines)
 
 

@@ -49,6 +49,29 @@ def test_static_check_predicts_the_compilers_partition_of_the_pair(shared_dir: P
     assert {b.name for b in report.tpu_outputs} == {b.name for b in truth.tpu_outputs}
 
 
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_check_against_the_compiled_file_says_identical(shared_dir: Path, name: str) -> None:
+    folder = shared_dir / "models" / "edgetpu"
+    res = CliRunner().invoke(cli, ["edgetpu", "check", str(folder / f"{name}.tflite"), "--json",
+                                   "--against", str(folder / f"{name}_edgetpu.tflite")])
+    assert res.exit_code == 0, res.output
+    against = json.loads(res.output)["against"]
+    assert against["matches"] and not against["cpu_only_in_compiled"] and not against["cpu_only_predicted"]
+
+
+def test_check_against_lists_every_op_placed_differently(shared_dir: Path) -> None:
+    folder = shared_dir / "models" / "edgetpu"
+    compiled = edgetpu.check_model(folder / "movenet_single_pose_lightning_ptq_edgetpu.tflite")
+    v15 = edgetpu.check_model(folder / "movenet_single_pose_lightning_ptq.tflite", compiler_version="15")
+    comparison = edgetpu.compare(v15, compiled)
+    assert not comparison.matches and not comparison.cpu_only_in_compiled
+    assert len(comparison.cpu_only_predicted) == 98 and comparison.cpu_only_predicted[0] == "#2 SUB"
+    text = edgetpu.render_text(dataclasses.replace(v15, against=comparison))
+    assert "the prediction differs" in text and "mapped there, predicted on the CPU (98): #2 SUB" in text
+    with pytest.raises(ModelError, match="is not a model compiled by edgetpu_compiler"):
+        edgetpu.compare(v15, v15)
+
+
 def test_movenet_names_the_leading_cpu_op_and_where_the_cpu_takes_over(shared_dir: Path) -> None:
     report = edgetpu.check_model(shared_dir / "models" / "edgetpu" / "movenet_single_pose_lightning_ptq.tflite")
     assert (report.tpu_ops, report.cpu_ops, report.tpu_segments) == (98, 59, 1)
