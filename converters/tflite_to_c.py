@@ -18,6 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgemnv2 import atomic
+from edgemnv2.errors import OutputError
+
 ALIGNMENT = 16
 BYTES_PER_LINE = 16
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -101,11 +104,10 @@ def write_c_array(model: Path | bytes, out_dir: Path, symbol: str = "g_model", b
         raise ValueError(f"source extension {source_ext!r} must be one of .c, .cc, .cpp")
     data = model if isinstance(model, bytes) else Path(model).read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
-    out_dir.mkdir(parents=True, exist_ok=True)
     header = out_dir / f"{basename}.h"
     source = out_dir / f"{basename}{source_ext}"
-    header.write_text(render_header(symbol, len(data), sha256, source.name))
-    source.write_text(render_source(data, symbol, header.name, sha256))
+    atomic.write_text(header, render_header(symbol, len(data), sha256, source.name))
+    atomic.write_text(source, render_source(data, symbol, header.name, sha256))
     return CArray(source=source, header=header, symbol=symbol, length=len(data), sha256=sha256)
 
 
@@ -124,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         result = write_c_array(args.model, args.out_dir, args.symbol, args.basename, args.ext)
     except ValueError as exc:  # --symbol is not a C identifier
         parser.error(str(exc))
-    except OSError as exc:  # unreadable model, unwritable OUT_DIR
+    except OSError as exc:  # unreadable model
         parser.error(f"{exc.filename}: {exc.strerror or exc}")
+    except OutputError as exc:  # unwritable OUT_DIR, full disk
+        parser.error(str(exc))
     print(f"{result.source} {result.header} {result.length} bytes sha256 {result.sha256}")
     return 0
 

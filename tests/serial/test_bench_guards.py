@@ -295,3 +295,33 @@ def test_results_file_header_resume_and_refusals(virtual_board, int8_mnv2_96, ca
     with handle_errors(debug=False):
         cli.main(["bench", *args, "--force", "--json"], standalone_mode=False)
     assert [r["id"] for r in _records(out)[1]] == [0, 1, 2]
+
+
+def test_disk_full_mid_run_is_one_line_and_resumable(virtual_board, int8_mnv2_96, calib_dir, tmp_path, capsys,
+                                                     monkeypatch) -> None:
+    """ENOSPC when a result line is made durable: one line, exit 1, the port freed, --resume finishes the file."""
+    import errno
+
+    from edgemnv2 import atomic
+
+    board = virtual_board(int8_mnv2_96, runtime="litert", baud=0)
+    out = tmp_path / "r.jsonl"
+    args = _args(board.path, int8_mnv2_96, calib_dir, out, "--count", "4")
+    real_fsync, calls = os.fsync, []
+
+    def fsync_until_full(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) > 4:  # the header file, its folder, then two results
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync_until_full)
+    assert bench_error(capsys, *args) == (1, f"Error: cannot write {out}: no space left on device; the results "
+                                             "before this one are kept")
+    monkeypatch.undo()
+    assert len(_records(out)[1]) >= 2
+    with handle_errors(debug=False):
+        cli.main(["bench", *args, "--resume", "--json"], standalone_mode=False)
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["received"] == 4 and summary["exact_matches"] == 4
+    assert [r["id"] for r in _records(out)[1]] == [0, 1, 2, 3]
