@@ -19,11 +19,15 @@ from edgemnv2.serial.sim import SimOptions, VirtualBoard
 
 @pytest.fixture
 def virtual_board():
-    """Factory: start an in-process VirtualBoard; all are stopped at teardown."""
+    """Factory: start an in-process VirtualBoard; all are stopped at teardown.
+
+    `runner` replaces the interpreter; `prepare(board)` runs before the board starts (and sends its INFO)."""
     boards: list[VirtualBoard] = []
 
-    def start(model: Path, **options) -> VirtualBoard:
-        board = VirtualBoard(model, SimOptions(**options))
+    def start(model: Path, runner=None, prepare=None, **options) -> VirtualBoard:
+        board = VirtualBoard(model, SimOptions(**options), runner=runner)
+        if prepare:
+            prepare(board)
         board.start()
         boards.append(board)
         return board

@@ -46,23 +46,19 @@ class StubRunner:
 
 
 @pytest.fixture
-def stub_board(int8_mnv2_96):
-    """Factory: a started VirtualBoard serving `int8_mnv2_96`'s hash with a stub runner and these options."""
-    boards: list[VirtualBoard] = []
+def stub_board(virtual_board, int8_mnv2_96):
+    """Factory: a VirtualBoard serving `int8_mnv2_96`'s hash with a stub runner; `announce`: BoardConfig fields
+    its INFO carries instead of the real ones."""
 
     def start(prepare=None, **announce) -> VirtualBoard:
-        """`announce`: BoardConfig fields the INFO carries instead of the board's real ones."""
-        board = VirtualBoard(int8_mnv2_96, SimOptions(baud=0), runner=StubRunner())
-        board.engine.config = dataclasses.replace(board.engine.config, **announce)
-        if prepare:
-            prepare(board)
-        board.start()
-        boards.append(board)
-        return board
+        def configure(board: VirtualBoard) -> None:
+            board.engine.config = dataclasses.replace(board.engine.config, **announce)
+            if prepare:
+                prepare(board)
 
-    yield start
-    for board in boards:
-        board.stop()
+        return virtual_board(int8_mnv2_96, runner=StubRunner(), prepare=configure, baud=0)
+
+    return start
 
 
 def bench_error(capsys, *args: str) -> tuple[int, str]:
