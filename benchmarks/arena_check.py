@@ -60,22 +60,19 @@ def compare(path: Path, how: str) -> float:
 
 def per_op(path: Path) -> None:
     """Truncate the model after every op and compare head and tail op by op."""
-    import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from edgemnv2.tflite import writer
 
     source = path.read_bytes()
-    count = len(schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(source, 0)).subgraphs[0].operators)
+    count = len(writer.unpack(source).subgraphs[0].operators)
     print(f"{'ops':>4s} {'last op':20s} {'head plan':>10s} {'measured':>10s} {'tail plan':>10s} {'measured':>10s} {'tail err':>8s}")
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(1, count + 1):
-            model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(source, 0))
+            model = writer.unpack(source)
             graph = model.subgraphs[0]
             graph.operators = copy.copy(graph.operators[:k])
             graph.outputs = [int(graph.operators[-1].outputs[0])]
-            builder = flatbuffers.Builder(0)
-            builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
             cut = Path(tmp) / f"first_{k}.tflite"
-            cut.write_bytes(bytes(builder.Output()))
+            cut.write_bytes(writer.pack(model))
             plan = plan_arena(cut)
             measured = measure_arena(cut)
             print(f"{k:>4d} {plan.op_names[-1]:20s} {plan.nonpersistent_bytes:>10,d} {measured.nonpersistent_bytes:>10,d} "

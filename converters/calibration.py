@@ -17,18 +17,17 @@ every other value resolution. This module uses the converter's own two halves se
 from __future__ import annotations
 
 import dataclasses
-import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
+from edgemnv2.tflite import load_graph
+from edgemnv2.tflite.writer import patch_ranges
+
 METHODS = ("minmax", "percentile", "mse")
 HIST_BINS = 2048
 DEFAULT_PERCENTILE = 99.999
-
-# flatbuffer vtable slots of QuantizationParameters.min / .max (schema.fbs fields 0 and 1)
-_QP_MIN_SLOT, _QP_MAX_SLOT = 4, 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,19 +68,12 @@ def calibrate_float_model(keras_model: Any, images: np.ndarray) -> bytes:
 
 def _recorded_tensors(model_bytes: bytes) -> dict[int, tuple[str, float, float]]:
     """Subgraph-0 tensor index -> (name, min, max) for every activation that calibration recorded."""
-    import tflite
-
-    model = tflite.Model.GetRootAsModel(model_bytes, 0)
-    graph = model.Subgraphs(0)
     found = {}
-    for index in range(graph.TensorsLength()):
-        tensor = graph.Tensors(index)
-        quant = tensor.Quantization()
-        if quant is None or quant.MinLength() != 1 or quant.MaxLength() != 1:
-            continue
-        if model.Buffers(tensor.Buffer()).DataLength():
-            continue  # a constant, not an activation
-        found[index] = (tensor.Name().decode(), float(quant.Min(0)), float(quant.Max(0)))
+    for tensor in load_graph(model_bytes, what="the calibrated model").tensors:
+        quant = tensor.quantization
+        if quant is None or len(quant.min) != 1 or len(quant.max) != 1 or tensor.constant:
+            continue  # not recorded, or a constant rather than an activation
+        found[tensor.index] = (tensor.name, quant.min[0], quant.max[0])
     return found
 
 
@@ -153,11 +145,8 @@ def activation_ranges(model_bytes: bytes, images: np.ndarray, method: str) -> li
     """
     if method not in METHODS:
         raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
-    import tflite
-
     recorded = _recorded_tensors(model_bytes)
-    graph = tflite.Model.GetRootAsModel(model_bytes, 0).Subgraphs(0)
-    fixed = {graph.Inputs(i) for i in range(graph.InputsLength())}
+    fixed = set(load_graph(model_bytes, what="the calibrated model").inputs)
     if method == "minmax":
         return [TensorRange(n, (lo, hi), (lo, hi)) for n, lo, hi in recorded.values()]
     hists = _histograms(model_bytes, images, recorded)
@@ -175,21 +164,9 @@ def activation_ranges(model_bytes: bytes, images: np.ndarray, method: str) -> li
 
 def write_ranges(model_bytes: bytes, ranges: Iterable[TensorRange]) -> bytes:
     """A copy of a calibrated model with the recorded min/max of the named tensors replaced (in place, same layout)."""
-    import tflite
-
     chosen = {r.name: r.chosen for r in ranges}
-    patched = bytearray(model_bytes)
-    graph = tflite.Model.GetRootAsModel(model_bytes, 0).Subgraphs(0)
-    for index in range(graph.TensorsLength()):
-        tensor = graph.Tensors(index)
-        name = tensor.Name().decode()
-        if name not in chosen:
-            continue
-        quant = tensor.Quantization()
-        for slot, value in zip((_QP_MIN_SLOT, _QP_MAX_SLOT), chosen[name]):
-            offset = quant._tab.Offset(slot)  # noqa: SLF001 - flatbuffers' own accessor for the field position
-            struct.pack_into("<f", patched, quant._tab.Vector(offset), value)  # noqa: SLF001
-    return bytes(patched)
+    recorded = _recorded_tensors(model_bytes)
+    return patch_ranges(model_bytes, {index: chosen[name] for index, (name, _, _) in recorded.items() if name in chosen})
 
 
 def quantize_calibrated(calibrated: bytes, *, per_tensor: bool = False, activations: str = "int8",

@@ -21,24 +21,14 @@ Both quantized models come from one calibrated model, so ops and tensors are mat
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Iterable
 from typing import Any
 
-import flatbuffers
 import numpy as np
 
+from edgemnv2.tflite import writer
+
 _QUANTIZE_VERSION = 3  # LiteRT registers QUANTIZE 1..3; int16 in/out needs the newest
-
-
-def _schema() -> Any:
-    """The TFLite schema with the flatbuffers object API (shipped by LiteRT; no TensorFlow import)."""
-    for name in ("ai_edge_litert.schema_py_generated", "tflite_micro.tensorflow.lite.micro.python.schema_py_generated"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise ImportError("mixed precision needs the TFLite schema from ai-edge-litert: pip install ai-edge-litert")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +41,8 @@ class MixedModel:
     requantize_ops: int  # QUANTIZE ops inserted (int8 → int16 and int16 → int8)
 
 
-def _name(tensor: Any) -> str:
-    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
-
-
 def _code(model: Any, op: Any) -> int:
-    code = model.operatorCodes[op.opcodeIndex]
-    return max(code.builtinCode, code.deprecatedBuiltinCode)
+    return writer.builtin_code(model.operatorCodes[op.opcodeIndex])
 
 
 def _is_constant(model: Any, tensor: Any) -> bool:
@@ -69,25 +54,24 @@ class _Graphs:
     """The int8 and 16x8 models (object API) and the matching between their ops and tensors."""
 
     def __init__(self, int8_model: bytes, int16_model: bytes) -> None:
-        self.schema = schema = _schema()
-        self.m8 = schema.ModelT.InitFromPackedBuf(bytearray(int8_model), 0)
-        self.m16 = schema.ModelT.InitFromPackedBuf(bytearray(int16_model), 0)
+        self.schema = writer.schema()
+        self.m8, self.m16 = writer.unpack(int8_model), writer.unpack(int16_model)
         self.g8, self.g16 = self.m8.subgraphs[0], self.m16.subgraphs[0]
         by_output: dict[tuple[int, str], int] = {}
         by_input: dict[tuple[int, str], int] = {}
         for j, op in enumerate(self.g16.operators):
             code = _code(self.m16, op)
             if op.outputs is not None and len(op.outputs):
-                by_output[(code, _name(self.g16.tensors[op.outputs[0]]))] = j
+                by_output[(code, writer.name_of(self.g16.tensors[op.outputs[0]]))] = j
             if op.inputs is not None and len(op.inputs) and op.inputs[0] >= 0:
-                by_input.setdefault((code, _name(self.g16.tensors[op.inputs[0]])), j)
+                by_input.setdefault((code, writer.name_of(self.g16.tensors[op.inputs[0]])), j)
         # int8 op -> its 16x8 twin: same builtin and output name, else same builtin and first input name
         # (the graph output is renamed by the 16x8 quantizer's final DEQUANTIZE)
         self.twin: dict[int, int] = {}
         for i, op in enumerate(self.g8.operators):
             code = _code(self.m8, op)
-            out = _name(self.g8.tensors[op.outputs[0]]) if op.outputs is not None and len(op.outputs) else ""
-            first = (_name(self.g8.tensors[op.inputs[0]])
+            out = writer.name_of(self.g8.tensors[op.outputs[0]]) if op.outputs is not None and len(op.outputs) else ""
+            first = (writer.name_of(self.g8.tensors[op.inputs[0]])
                      if op.inputs is not None and len(op.inputs) and op.inputs[0] >= 0 else "")
             j = by_output.get((code, out), by_input.get((code, first)))
             if j is not None and self._same_arity(op, self.g16.operators[j]):
@@ -118,7 +102,7 @@ class _Graphs:
                 continue
             if not self.consumers.get(t):
                 continue
-            found[_name(self.g8.tensors[t])] = t
+            found[writer.name_of(self.g8.tensors[t])] = t
         return found
 
 
@@ -155,7 +139,7 @@ def mix(int8_model: bytes, int16_model: bytes, int16_tensors: Iterable[str]) -> 
         key = (builtin, version)
         if key not in opcode_cache:
             for k, code in enumerate(m8.operatorCodes):
-                if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin and code.version == version:
+                if writer.builtin_code(code) == builtin and code.version == version:
                     opcode_cache[key] = k
                     break
             else:
@@ -205,7 +189,7 @@ def mix(int8_model: bytes, int16_model: bytes, int16_tensors: Iterable[str]) -> 
         op16 = g16.operators[graphs.twin[i]]
         new = schema.OperatorT()
         code16 = m16.operatorCodes[op16.opcodeIndex]
-        new.opcodeIndex = opcode(max(code16.builtinCode, code16.deprecatedBuiltinCode), code16.version)
+        new.opcodeIndex = opcode(writer.builtin_code(code16), code16.version)
         new.builtinOptionsType, new.builtinOptions = op16.builtinOptionsType, op16.builtinOptions
         new.inputs, new.outputs = [], []
         for k, t16 in enumerate(op16.inputs):
@@ -219,7 +203,7 @@ def mix(int8_model: bytes, int16_model: bytes, int16_tensors: Iterable[str]) -> 
             if tensor16.type != schema.TensorType.INT16:  # e.g. the float input of the input QUANTIZE
                 new.inputs.append(int(op.inputs[k]))
                 continue
-            name = _name(tensor16)
+            name = writer.name_of(tensor16)
             if name not in int16_of:  # an int8 activation entering the 16x8 op: requantize it
                 int16_of[name] = add_tensor(tensor16, 0)
                 new_ops.append(quantize_op(int(op.inputs[k]), int16_of[name]))
@@ -231,19 +215,17 @@ def mix(int8_model: bytes, int16_model: bytes, int16_tensors: Iterable[str]) -> 
             if tensor16.type != schema.TensorType.INT16:  # e.g. the float output of the output DEQUANTIZE
                 new.outputs.append(t8)
                 continue
-            out16 = int16_of[_name(tensor16)] = add_tensor(tensor16, 0)
+            out16 = int16_of[writer.name_of(tensor16)] = add_tensor(tensor16, 0)
             new.outputs.append(out16)
             if t8 not in selected:  # int8 consumers (or the graph output) read the int8 tensor as before
                 after.append(quantize_op(out16, t8))
                 requantize += 1
         new_ops.append(new)
         new_ops.extend(after)
-        ops_16x8.append(f"{_op_name(schema, _code(m16, op16))}:{_name(g16.tensors[op16.outputs[0]])}")
+        ops_16x8.append(f"{_op_name(schema, _code(m16, op16))}:{writer.name_of(g16.tensors[op16.outputs[0]])}")
     g8.operators = new_ops
     _drop_unused_constants(m8, g8)
-    builder = flatbuffers.Builder(len(int8_model) + len(int16_model))
-    builder.Finish(m8.Pack(builder), file_identifier=b"TFL3")
-    return MixedModel(content=bytes(builder.Output()), int16_tensors=tuple(wanted), ops_16x8=tuple(ops_16x8),
+    return MixedModel(content=writer.pack(m8, len(int8_model) + len(int16_model)), int16_tensors=tuple(wanted), ops_16x8=tuple(ops_16x8),
                       requantize_ops=requantize)
 
 
@@ -268,5 +250,5 @@ def float_output_sources(int8_model: bytes) -> list[str]:
     for op in graphs.g8.operators:
         if _code(graphs.m8, op) == graphs.schema.BuiltinOperator.DEQUANTIZE \
                 and int(op.outputs[0]) in outputs:
-            found.append(_name(graphs.g8.tensors[op.inputs[0]]))
+            found.append(writer.name_of(graphs.g8.tensors[op.inputs[0]]))
     return found

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import logging
 import tempfile
 import time
@@ -24,9 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgemnv2 import __version__, atomic, models, quantization
-from edgemnv2.errors import ConversionError, InputError
-from edgemnv2.tflite_file import op_name
+from edgemnv2.errors import ConversionError, InputError, ModelError
 from edgemnv2.models import ModelSource, ModelSpec
+from edgemnv2.sidecar import Sidecar, sidecar_path
+from edgemnv2.tflite import Tensor, load_graph
 
 if TYPE_CHECKING:  # numpy + Pillow load only when a conversion runs, not for `edgemnv2 --help`
     from edgemnv2 import data
@@ -76,11 +76,11 @@ class ConvertOptions:
         quantization.check_options(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConvertResult:
     output: Path
     sidecar_path: Path
-    sidecar: dict[str, Any]
+    sidecar: Sidecar
 
 
 @dataclass
@@ -126,10 +126,6 @@ def default_output(source: ModelSource, options: ConvertOptions) -> Path:
     default_io = "int8" if options.quantize == "int8" else "float32"
     suffix = "" if options.io == default_io else f"_io{options.io}"
     return Path.cwd() / f"{source.name}_{options.quantize}{suffix}.tflite"
-
-
-def sidecar_path(output: Path) -> Path:
-    return output.with_name(output.name + ".json")
 
 
 # ---- stages -------------------------------------------------------------------------------------
@@ -203,6 +199,14 @@ def run_converter(job: ConvertJob) -> None:
         raise ConversionError(f"TFLite converter failed for {job.source.name}: {detail[:300]}") from exc
 
 
+def quantize(job: ConvertJob) -> None:
+    """The plain converter when nothing custom is asked; otherwise calibrate → ranges → quantize."""
+    if quantization.custom(job.options):
+        quantization.quantize_or_convert(job)
+    else:
+        run_converter(job)
+
+
 def verify(job: ConvertJob) -> None:
     """Summarise the flatbuffer; for int8, refuse any op that is not fully integer."""
     assert job.tflite is not None
@@ -222,12 +226,12 @@ def write_outputs(job: ConvertJob, started: float) -> None:
     assert job.output is not None and job.tflite is not None and job.summary is not None
     atomic.write_bytes(job.output, job.tflite)
     sidecar = build_sidecar(job, wall_time_s=time.perf_counter() - started)
-    path = atomic.write_json(sidecar_path(job.output), sidecar)
+    path = atomic.write_json(sidecar_path(job.output), sidecar.to_json())
     job.result = ConvertResult(output=job.output, sidecar_path=path, sidecar=sidecar)
 
 
 STAGES: list[Callable[[ConvertJob], None]] = [check_output, list_calibration, build_model, load_calibration,
-                                             quantization.transform_float_model, quantization.quantize_or_convert,
+                                             quantization.transform_float_model, quantize,
                                              verify, quantization.write_float_twin]
 
 
@@ -244,60 +248,45 @@ def convert(source: ModelSource, options: ConvertOptions | None = None, progress
     return job.result
 
 
-# ---- flatbuffer inspection (tflite parser, no TensorFlow) -----------------------------------------
-
-def _type_names() -> dict[int, str]:
-    import tflite
-
-    return {value: name.lower() for name, value in vars(tflite.TensorType).items() if not name.startswith("_")}
-
+# ---- flatbuffer inspection (the package's graph model, no TensorFlow) --------------------------------
 
 def summarize_tflite(content: bytes, integer_types: tuple[str, ...] = ("int8", "int32")) -> TFLiteSummary:
     """Op histogram, I/O tensors and the ops that break full-integer inference."""
-    import tflite
-
     try:
-        model = tflite.Model.GetRootAsModel(content, 0)
-        graph = model.Subgraphs(0)
-    except Exception as exc:
+        graph = load_graph(content, what="the converter output")
+    except ModelError as exc:
         raise ConversionError(f"converter output is not a readable TFLite flatbuffer: {exc}") from exc
-    types = _type_names()
 
-    def tensor(index: int) -> TensorSummary:
-        t = graph.Tensors(index)
-        q = t.Quantization()
-        scale = zero_point = None
-        if q is not None and q.ScaleLength() == 1:
-            scale, zero_point = float(q.Scale(0)), int(q.ZeroPoint(0))
-        return TensorSummary(name=t.Name().decode(), shape=[int(d) for d in t.ShapeAsNumpy()],
-                             dtype=types.get(t.Type(), str(t.Type())), scale=scale, zero_point=zero_point)
+    def tensor(t: Tensor) -> TensorSummary:
+        q = t.quantization
+        per_tensor = q is not None and len(q.scale) == 1
+        return TensorSummary(name=t.name, shape=list(t.shape), dtype=t.dtype.name,
+                             scale=q.scale[0] if per_tensor else None, zero_point=t.zero_point if per_tensor else None)
 
-    graph_inputs = set(graph.InputsAsNumpy().tolist())
-    graph_outputs = set(graph.OutputsAsNumpy().tolist())
+    graph_inputs, graph_outputs = set(graph.inputs), set(graph.outputs)
     ops: Counter[str] = Counter()
     non_integer: list[str] = []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        name = op_name(model, op, custom="{}")  # a custom op is named by its custom code
+    for op in graph.ops:
+        name = op.kind  # a custom op is named by its custom code
         ops[name] += 1
-        ins = [t for t in op.InputsAsNumpy().tolist() if t >= 0] if op.InputsLength() else []
-        outs = [t for t in op.OutputsAsNumpy().tolist() if t >= 0] if op.OutputsLength() else []
+        ins = [t for t in op.inputs if t >= 0]
+        outs = [t for t in op.outputs if t >= 0]
         # I/O boundary ops converting uint8/float32 graph I/O to int8 are allowed by the contract
         boundary = name in ("QUANTIZE", "DEQUANTIZE") and (set(ins) & graph_inputs or set(outs) & graph_outputs)
         for t in ins + outs:
             if boundary and (t in graph_inputs or t in graph_outputs):
                 continue
-            dtype = types.get(graph.Tensors(t).Type(), "?")
+            dtype = graph.tensors[t].dtype.name
             if dtype not in integer_types:
-                non_integer.append(f"{name}#{i}: {graph.Tensors(t).Name().decode()} is {dtype}")
+                non_integer.append(f"{name}#{op.index}: {graph.tensors[t].name} is {dtype}")
                 break
-    return TFLiteSummary(ops=dict(sorted(ops.items())), input=tensor(graph.Inputs(0)),
-                         output=tensor(graph.Outputs(0)), non_integer_ops=non_integer)
+    return TFLiteSummary(ops=dict(sorted(ops.items())), input=tensor(graph.tensors[graph.inputs[0]]),
+                         output=tensor(graph.tensors[graph.outputs[0]]), non_integer_ops=non_integer)
 
 
 # ---- sidecar ------------------------------------------------------------------------------------
 
-def build_sidecar(job: ConvertJob, wall_time_s: float) -> dict[str, Any]:
+def build_sidecar(job: ConvertJob, wall_time_s: float) -> Sidecar:
     import numpy as np
     import tensorflow as tf
 
@@ -314,35 +303,23 @@ def build_sidecar(job: ConvertJob, wall_time_s: float) -> dict[str, Any]:
             "seed": job.options.seed,
         }
     options = asdict(job.options)
-    return {
-        "model": job.output.name,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "source": models.describe(job.source),
-        "resolution": job.resolution,
-        "alpha": float(job.source.alpha) if isinstance(job.source, ModelSpec) else None,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()},
-        "calibration": calibration,
-        "file_size": len(job.tflite),
-        "sha256": hashlib.sha256(job.tflite).hexdigest(),
-        "ops": job.summary.ops,
-        "op_count": sum(job.summary.ops.values()),
-        "fully_integer": not job.summary.non_integer_ops,
-        "input": asdict(job.summary.input),
-        "output": asdict(job.summary.output),
-        "versions": {"edgemnv2": __version__, "tensorflow": tf.__version__, "numpy": np.__version__},
-        "wall_time_s": round(wall_time_s, 3),
-        "stage_seconds": job.stage_seconds,
-        "quantization": job.quantization or None,
-    }
-
-
-def read_sidecar(model_path: Path) -> dict[str, Any] | None:
-    """The sidecar written next to a converted model, or None when there is none (or it is unreadable)."""
-    path = sidecar_path(Path(model_path))
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
+    return Sidecar(
+        model=job.output.name,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        source=models.describe(job.source),
+        resolution=job.resolution,
+        alpha=float(job.source.alpha) if isinstance(job.source, ModelSpec) else None,
+        options={k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()},
+        calibration=calibration,
+        file_size=len(job.tflite),
+        sha256=hashlib.sha256(job.tflite).hexdigest(),
+        ops=job.summary.ops,
+        op_count=sum(job.summary.ops.values()),
+        fully_integer=not job.summary.non_integer_ops,
+        input=asdict(job.summary.input),
+        output=asdict(job.summary.output),
+        versions={"edgemnv2": __version__, "tensorflow": tf.__version__, "numpy": np.__version__},
+        wall_time_s=round(wall_time_s, 3),
+        stage_seconds=dict(job.stage_seconds),
+        quantization=job.quantization or None,
+    )

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgemnv2 import atomic
 from edgemnv2.errors import ModelError
-from edgemnv2.tflite_file import load_model, op_name
+from edgemnv2.tflite import layer_name, load_graph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,10 +38,8 @@ class LayerError:
 
     @property
     def short_name(self) -> str:
-        """The Keras layer a fused TFLite tensor name starts with (e.g. block_5_project_BN)."""
-        first = self.tensor.split(";")[0]
-        parts = first.split("/")
-        return parts[1] if len(parts) > 2 else first
+        """The layer the tensor belongs to (e.g. block_5_project_BN), by the package's one naming rule."""
+        return layer_name(self.tensor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,16 +95,8 @@ def _dequantized(interpreter: Any, detail: dict) -> np.ndarray:
 
 def _op_outputs(content: bytes) -> list[tuple[str, list[int], list[int]]]:
     """(op name, input tensor indices, output tensor indices) per operator of subgraph 0, in order."""
-    model = load_model(content).model
-    graph = model.Subgraphs(0)
-    ops = []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        name = op_name(model, op, custom="CUSTOM")
-        ins = [t for t in (op.InputsAsNumpy().tolist() if op.InputsLength() else []) if t >= 0]
-        outs = [t for t in (op.OutputsAsNumpy().tolist() if op.OutputsLength() else []) if t >= 0]
-        ops.append((name, ins, outs))
-    return ops
+    return [(op.builtin, [t for t in op.inputs if t >= 0], [t for t in op.outputs if t >= 0])
+            for op in load_graph(content).ops]
 
 
 def compare_layers(float_model: bytes, quant_model: bytes, images: np.ndarray) -> LayerReport:
@@ -198,12 +188,12 @@ def float_twin(model_path: Path, reference: Any = None, weights_dir: Path | None
     TFLite (same converter, so the same tensor names).
     """
     from edgemnv2 import models
-    from edgemnv2.convert import read_sidecar
+    from edgemnv2.sidecar import read_sidecar
     from edgemnv2.validate import resolve_reference
 
     model_path = Path(model_path)
-    sidecar = read_sidecar(model_path) or {}
-    twin_name = (sidecar.get("quantization") or {}).get("float_twin")
+    sidecar = read_sidecar(model_path)
+    twin_name = ((sidecar.quantization if sidecar else None) or {}).get("float_twin")
     if twin_name and reference is None:
         twin = model_path.with_name(twin_name)
         if not twin.is_file():

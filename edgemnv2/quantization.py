@@ -4,10 +4,10 @@ Two stages plug into `edgemnv2.convert.STAGES`:
 
 * `transform_float_model` (after the calibration images are loaded): cross-layer equalization and/or
   bias correction of the Keras model, batch norm folded first.
-* `quantize_or_convert` (in place of the plain converter run): when any quantization option differs
-  from the converter's own behaviour, calibrate with the converter's calibrate-only path, choose
+* `quantize_or_convert` (run by convert's `quantize` stage in place of the plain converter): when any
+  quantization option differs from the converter's own behaviour, calibrate with the converter's calibrate-only path, choose
   activation ranges (minmax | percentile | mse), and quantize with the converter's own quantizers
-  (per-channel or per-tensor weights, int8 or 16x8 activations). Otherwise the plain converter runs.
+  (per-channel or per-tensor weights, int8 or 16x8 activations).
   `--int16-activations auto|LAYER,...` quantizes twice (int8, and 16x8 from the recorded min/max) and
   splices the chosen layers' 16x8 ops into the int8 model (`edgemnv2_converters.mixed_precision`).
 
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgemnv2 import atomic
 from edgemnv2.errors import ConversionError, InputError
+from edgemnv2.tflite import layer_name
 
 if TYPE_CHECKING:
     from edgemnv2.convert import ConvertJob, ConvertOptions
@@ -123,13 +124,9 @@ def transform_float_model(job: ConvertJob) -> None:
 
 
 def quantize_or_convert(job: ConvertJob) -> None:
-    """The plain converter when nothing custom is asked; otherwise calibrate → ranges → quantize."""
-    from edgemnv2.convert import run_converter
-
+    """Calibrate → ranges → quantize, for options `custom` says the plain converter cannot do (convert runs
+    the plain converter itself otherwise)."""
     options = job.options
-    if not custom(options):
-        run_converter(job)
-        return
     from edgemnv2_converters import calibration
     from edgemnv2_converters.keras_to_tflite import silenced_output
 
@@ -170,13 +167,6 @@ def quantize_or_convert(job: ConvertJob) -> None:
         job.quantization["_float_twin_bytes"] = calibrated
 
 
-def _short_name(tensor: str) -> str:
-    """The layer name `validate --per-layer` shows for a tensor (`LayerError.short_name`)."""
-    from edgemnv2.layer_error import LayerError
-
-    return LayerError(0, "", tensor, "", 0.0, 0.0, 0.0).short_name
-
-
 def _mix_int16_layers(job: ConvertJob, float_model: bytes, int16_model: bytes, images: Any) -> bytes:
     """Splice 16x8 ops into the int8 model for the chosen layers; record them under "int16_layers"."""
     from edgemnv2_converters import mixed_precision
@@ -199,11 +189,11 @@ def _mix_int16_layers(job: ConvertJob, float_model: bytes, int16_model: bytes, i
         by_name: dict[str, list[str]] = {}
         for tensor in candidates:
             by_name.setdefault(tensor, []).append(tensor)
-            by_name.setdefault(_short_name(tensor), []).append(tensor)
+            by_name.setdefault(layer_name(tensor), []).append(tensor)
         chosen = []
         for name in int16_layer_list(options.int16_activations):
             if name not in by_name:
-                examples = ", ".join(_short_name(t) for t in candidates[:3])
+                examples = ", ".join(layer_name(t) for t in candidates[:3])
                 raise InputError(f"--int16-activations: no layer {name!r} can be made 16-bit in {job.source.name}; "
                                  f"use names from `edgemnv2 validate --per-layer` (e.g. {examples}); the model's "
                                  "input and output layers keep their I/O type")
@@ -213,7 +203,7 @@ def _mix_int16_layers(job: ConvertJob, float_model: bytes, int16_model: bytes, i
     except ValueError as exc:
         raise ConversionError(f"16-bit layers for {job.source.name}: {exc}") from exc
     job.quantization.update({
-        "int16_layers": [_short_name(t) for t in result.int16_tensors],
+        "int16_layers": [layer_name(t) for t in result.int16_tensors],
         "int16_tensors": list(result.int16_tensors),
         "ops_16x8": len(result.ops_16x8),
         "requantize_ops": result.requantize_ops,

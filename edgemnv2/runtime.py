@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgemnv2.errors import ModelError, RuntimeUnavailable
-from edgemnv2.tflite_file import read_tflite
+from edgemnv2.tflite import read_tflite
 
 # backend name -> module holding `Interpreter`, tried in this order for "auto"
 BACKENDS: dict[str, str] = {

@@ -28,6 +28,7 @@ from edgemnv2 import data as data_mod
 from edgemnv2 import models, runtime
 from edgemnv2.errors import GateFailed, InputError, ModelError
 from edgemnv2.models import ModelSource
+from edgemnv2.sidecar import read_sidecar
 
 FLOAT_BATCH = 32
 _EPS = 1e-7
@@ -239,13 +240,11 @@ def resolve_reference(model_path: Path, reference: ModelSource | str | None,
         return reference
     if isinstance(reference, str):
         return models.parse_reference(reference, weights_dir)
-    from edgemnv2.convert import read_sidecar
-
     sidecar = read_sidecar(model_path)
-    if sidecar is None or "source" not in sidecar:
+    if sidecar is None:
         raise InputError(f"no --reference given and {model_path} has no edgemnv2 sidecar naming its float model; "
                          "pass --reference mobilenet_v2_<alpha>_<resolution> or a Keras model path")
-    return models.source_from_description(sidecar["source"], weights_dir)
+    return models.source_from_description(dict(sidecar.source), weights_dir)
 
 
 @dataclass(frozen=True)

@@ -88,27 +88,27 @@ def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weigh
                              int16_activations=int16_activations)
     result = convert(source, options, progress=progress_enabled())
     if as_json:
-        emit_json({**result.sidecar, "model": result.output, "sidecar": result.sidecar_path})
+        emit_json({**result.sidecar.to_json(), "model": result.output, "sidecar": result.sidecar_path})
     else:
         click.echo(render_text(result))
 
 
 def render_text(result: ConvertResult) -> str:
     s = result.sidecar
-    io_in, io_out = s["input"], s["output"]
-    integer = "fully integer" if s["fully_integer"] else "not fully integer"
-    lines = [f"wrote {result.output} ({s['file_size'] / 1e6:.2f} MB, {s['op_count']} ops, {integer}) "
-             f"in {s['wall_time_s']:.1f} s",
+    io_in, io_out = s.input, s.output
+    integer = "fully integer" if s.fully_integer else "not fully integer"
+    lines = [f"wrote {result.output} ({s.file_size / 1e6:.2f} MB, {s.op_count} ops, {integer}) "
+             f"in {s.wall_time_s:.1f} s",
              f"  input  {io_in['dtype']} {io_in['shape']}" + _qparams(io_in),
              f"  output {io_out['dtype']} {io_out['shape']}" + _qparams(io_out),
-             "  ops    " + ", ".join(f"{name} {count}" for name, count in s["ops"].items())]
-    q = s.get("quantization") or {}
+             "  ops    " + ", ".join(f"{name} {count}" for name, count in s.ops.items())]
+    q = s.quantization or {}
     if q.get("method"):
         lines.append(f"  quantization {q['weights']} weights, {q['activations']} activations, {q['method']} ranges "
                      f"({q['ranges_changed']}/{q['ranges_recorded']} ranges changed)"
                      + (", equalized" if "equalize" in q else "") + (", bias-corrected" if "bias_correction" in q else ""))
-    if s["calibration"]:
-        c = s["calibration"]
+    if s.calibration:
+        c = s.calibration
         lines.append(f"  calibration {c['count']} images from {c['folder']}"
                      + (f" ({len(c['skipped'])} unreadable skipped)" if c["skipped"] else ""))
     lines.append(f"  sidecar {result.sidecar_path}")

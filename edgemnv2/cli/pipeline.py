@@ -47,7 +47,7 @@ def run_cmd(alpha: str, resolution: str, weights: str, weights_dir: Path | None,
     report = run_pipeline(spec, out_dir=output, calibration=calibration, data=data, device=device,
                           min_agreement=min_agreement, progress=progress_enabled())
     if as_json:
-        emit_json({"conversion": {**report.conversion.sidecar, "model": report.conversion.output,
+        emit_json({"conversion": {**report.conversion.sidecar.to_json(), "model": report.conversion.output,
                                    "sidecar": report.conversion.sidecar_path},
                    "validation": {**to_jsonable(report.validation), "passed": report.validation.passed},
                    "profiles": report.profiles})

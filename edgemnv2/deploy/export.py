@@ -28,7 +28,7 @@ from edgemnv2 import atomic
 from edgemnv2.deploy.boards import Board, resolve_board
 from edgemnv2.errors import InputError, ModelError
 from edgemnv2.resources import data_file, templates_root
-from edgemnv2.tflite_file import load_model, op_name, parse_errors
+from edgemnv2.tflite import Graph, load_graph
 
 TFLM_OPS_FILE = data_file("deploy/tflm_ops.toml")
 MANIFEST_NAME = "edgemnv2_project.json"
@@ -43,10 +43,9 @@ COMMON_FILES = ("edgemnv2_protocol.h", "edgemnv2_protocol.c", "edgemnv2_app.h", 
                 "edgemnv2_board.h", "edgemnv2_model.h", "edgemnv2_firmware.h", "edgemnv2_firmware.c",
                 "edgemnv2_tflm.cpp")
 
-# TFLite schema TensorType → protocol dtype (docs/protocol.md §2); others cannot go over the wire.
-_TFLITE_TYPES = {9: ("int8", "EMN_DTYPE_INT8", 1), 3: ("uint8", "EMN_DTYPE_UINT8", 1),
-                 7: ("int16", "EMN_DTYPE_INT16", 2), 2: ("int32", "EMN_DTYPE_INT32", 4),
-                 0: ("float32", "EMN_DTYPE_FLOAT32", 4)}
+# TFLite tensor type → protocol dtype (docs/protocol.md §2); others cannot go over the wire.
+_PROTOCOL_DTYPES = {"int8": "EMN_DTYPE_INT8", "uint8": "EMN_DTYPE_UINT8", "int16": "EMN_DTYPE_INT16",
+                    "int32": "EMN_DTYPE_INT32", "float32": "EMN_DTYPE_FLOAT32"}
 
 
 @dataclass(frozen=True)
@@ -103,23 +102,19 @@ class FirmwareExport:
 
 # ---------------------------------------------------------------------------------------------- model facts
 
-def _tensor(sub_graph: Any, index: int, model_path: Path, role: str) -> TensorFacts:
-    tensor = sub_graph.Tensors(index)
-    if tensor.Type() not in _TFLITE_TYPES:
-        raise ModelError(f"{model_path}: {role} tensor type {tensor.Type()} cannot be sent over the serial "
+def _tensor(graph: Graph, index: int, model_path: Path, role: str) -> TensorFacts:
+    tensor = graph.tensors[index]
+    if tensor.dtype.name not in _PROTOCOL_DTYPES:
+        raise ModelError(f"{model_path}: {role} tensor type {tensor.dtype.name} cannot be sent over the serial "
                          f"protocol (supported: int8, uint8, int16, int32, float32)")
-    dtype, c_dtype, size = _TFLITE_TYPES[tensor.Type()]
-    shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
-    signature = [int(d) for d in tensor.ShapeSignatureAsNumpy()] if tensor.ShapeSignatureLength() else []
+    shape, signature = tensor.shape, list(tensor.shape_signature)
     # a dynamic batch (-1 first) runs as the stored shape's batch of 1; any other dynamic dimension cannot
     if any(d < 0 for d in signature[1:]) or any(d <= 0 for d in shape):
         raise ModelError(f"{model_path}: {role} shape {signature or list(shape)} is dynamic; "
                          "microcontrollers need static shapes (convert with a fixed input size)")
-    quant = tensor.Quantization()
-    scale = float(quant.ScaleAsNumpy()[0]) if quant is not None and quant.ScaleLength() else 0.0
-    zero_point = int(quant.ZeroPointAsNumpy()[0]) if quant is not None and quant.ZeroPointLength() else 0
-    return TensorFacts(name=(tensor.Name() or b"").decode("utf-8", "replace"), dtype=dtype, c_dtype=c_dtype,
-                       shape=shape, scale=scale, zero_point=zero_point, nbytes=math.prod(shape) * size)
+    return TensorFacts(name=tensor.name, dtype=tensor.dtype.name, c_dtype=_PROTOCOL_DTYPES[tensor.dtype.name],
+                       shape=shape, scale=tensor.scale, zero_point=tensor.zero_point,
+                       nbytes=math.prod(shape) * tensor.dtype.itemsize)
 
 
 def inspect_model(model_path: Path) -> ModelFacts:
@@ -127,20 +122,17 @@ def inspect_model(model_path: Path) -> ModelFacts:
     model_path = Path(model_path)
     if not model_path.is_file():
         raise InputError(f"model file not found: {model_path}")
-    tfl = load_model(model_path)
-    with parse_errors(str(model_path)):
-        sub_graph = tfl.model.Subgraphs(0)
-        names = [op_name(tfl.model, sub_graph.Operators(i)) for i in range(sub_graph.OperatorsLength())]
-        n_in, n_out = sub_graph.InputsLength(), sub_graph.OutputsLength()
-    if n_in != 1 or n_out != 1:
+    graph = load_graph(model_path)
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ModelError(f"{model_path}: the firmware serves one input and one output tensor, this model has "
-                         f"{n_in} and {n_out}")
+                         f"{len(graph.inputs)} and {len(graph.outputs)}")
+    names = [op.name for op in graph.ops]
     ops = dict.fromkeys(name for name in names if not name.startswith("CUSTOM:"))  # first-use order
     custom = dict.fromkeys(name.removeprefix("CUSTOM:") for name in names if name.startswith("CUSTOM:"))
-    return ModelFacts(path=model_path, size_bytes=len(tfl.data), sha256=hashlib.sha256(tfl.data).hexdigest(),
+    return ModelFacts(path=model_path, size_bytes=len(graph.data), sha256=hashlib.sha256(graph.data).hexdigest(),
                       ops=tuple(ops), custom_ops=tuple(custom),
-                      input=_tensor(sub_graph, sub_graph.Inputs(0), model_path, "input"),
-                      output=_tensor(sub_graph, sub_graph.Outputs(0), model_path, "output"))
+                      input=_tensor(graph, graph.inputs[0], model_path, "input"),
+                      output=_tensor(graph, graph.outputs[0], model_path, "output"))
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,7 @@
 Tasks on Android and iOS) can use it as is.
 
 The metadata is the `ModelMetadata` flatbuffer of tensorflow/tflite-support's `metadata_schema.fbs`
-(file identifier "M001"), written here with the plain `flatbuffers` builder because `tflite-support` is
+(file identifier "M001"), written with the package's flatbuffer helpers (`edgemnv2.tflite.writer`) because `tflite-support` is
 unmaintained and pins an old numpy. Like its MetadataPopulator we store it in a model buffer listed under
 `Model.metadata` as "TFLITE_METADATA" and append the labels as an uncompressed zip after the flatbuffer
 (TFLite ignores trailing bytes; the Task Library reads the associated files from that zip).
@@ -15,19 +15,16 @@ models have.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import io
 import zipfile
 from pathlib import Path
 
-import flatbuffers
 import numpy as np
-from flatbuffers import number_types as N
-from flatbuffers.table import Table
 
 from edgemnv2 import atomic
-from edgemnv2.errors import InputError, ModelError, RuntimeUnavailable
-from edgemnv2.tflite_file import load_model, parse_errors
+from edgemnv2.errors import InputError, ModelError
+from edgemnv2.tflite import load_graph, parse_errors, read_tflite, writer
+from edgemnv2.tflite.writer import TableView, float_vector, offset_vector, strings, table
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
@@ -48,39 +45,9 @@ _QUANTIZE = 114
 
 # ---------------------------------------------------------------- write the metadata flatbuffer
 
-def _strings(b: flatbuffers.Builder, *values: str | None) -> list[int | None]:
-    return [b.CreateString(v) if v is not None else None for v in values]
-
-
-def _table(b: flatbuffers.Builder, fields: dict[int, tuple[str, object]]) -> int:
-    """Write one table: slot -> ("offset"|"uint8"|"uint32", value); None values are left out."""
-    b.StartObject(max(fields) + 1 if fields else 0)
-    for slot, (kind, value) in sorted(fields.items(), reverse=True):
-        if value is None:
-            continue
-        if kind == "offset":
-            b.PrependUOffsetTRelativeSlot(slot, value, 0)
-        elif kind == "uint8":
-            b.PrependUint8Slot(slot, value, 0)
-        elif kind == "uint32":
-            b.PrependUint32Slot(slot, value, 0)
-    return b.EndObject()
-
-
-def _offset_vector(b: flatbuffers.Builder, offsets: list[int]) -> int:
-    b.StartVector(4, len(offsets), 4)
-    for off in reversed(offsets):
-        b.PrependUOffsetTRelative(off)
-    return b.EndVector()
-
-
-def _float_vector(b: flatbuffers.Builder, values: list[float]) -> int:
-    return b.CreateNumpyVector(np.asarray(values, dtype=np.float32))
-
-
-def _associated_file(b: flatbuffers.Builder, name: str, description: str, kind: int) -> int:
-    n, d = _strings(b, name, description)
-    return _table(b, {0: ("offset", n), 1: ("offset", d), 2: ("uint8", kind)})
+def _associated_file(b, name: str, description: str, kind: int) -> int:
+    n, d = strings(b, name, description)
+    return table(b, {0: ("offset", n), 1: ("offset", d), 2: ("uint8", kind)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,80 +71,41 @@ class MetadataSpec:
 
 def build_metadata(spec: MetadataSpec) -> bytes:
     """The ModelMetadata flatbuffer (root type of metadata_schema.fbs), finished with identifier M001."""
-    b = flatbuffers.Builder(1024)
-    b.ForceDefaults(True)   # every field given is written, even when it equals the schema default
+    b = writer.builder(1024)   # every field given is written, even when it equals the schema default
     # input tensor: image content, normalization, stats
-    size = _table(b, {0: ("uint32", spec.input_width), 1: ("uint32", spec.input_height)})
-    image_props = _table(b, {0: ("uint8", _RGB), 1: ("offset", size)})
-    in_content = _table(b, {0: ("uint8", _CONTENT_IMAGE), 1: ("offset", image_props)})
-    mean, std = _float_vector(b, [spec.mean]), _float_vector(b, [spec.std])
-    norm = _table(b, {0: ("offset", mean), 1: ("offset", std)})
-    unit = _table(b, {0: ("uint8", _PROCESS_NORMALIZATION), 1: ("offset", norm)})
-    units = _offset_vector(b, [unit])
+    size = table(b, {0: ("uint32", spec.input_width), 1: ("uint32", spec.input_height)})
+    image_props = table(b, {0: ("uint8", _RGB), 1: ("offset", size)})
+    in_content = table(b, {0: ("uint8", _CONTENT_IMAGE), 1: ("offset", image_props)})
+    mean, std = float_vector(b, [spec.mean]), float_vector(b, [spec.std])
+    norm = table(b, {0: ("offset", mean), 1: ("offset", std)})
+    unit = table(b, {0: ("uint8", _PROCESS_NORMALIZATION), 1: ("offset", norm)})
+    units = offset_vector(b, [unit])
     lo, hi = (0.0, 255.0) if spec.input_quantized else ((0 - spec.mean) / spec.std, (255 - spec.mean) / spec.std)
-    stats_max, stats_min = _float_vector(b, [hi]), _float_vector(b, [lo])
-    in_stats = _table(b, {0: ("offset", stats_max), 1: ("offset", stats_min)})
-    in_name, in_desc = _strings(b, spec.input_name, spec.input_description)
-    input_md = _table(b, {0: ("offset", in_name), 1: ("offset", in_desc), 3: ("offset", in_content),
+    stats_max, stats_min = float_vector(b, [hi]), float_vector(b, [lo])
+    in_stats = table(b, {0: ("offset", stats_max), 1: ("offset", stats_min)})
+    in_name, in_desc = strings(b, spec.input_name, spec.input_description)
+    input_md = table(b, {0: ("offset", in_name), 1: ("offset", in_desc), 3: ("offset", in_content),
                           4: ("offset", units), 5: ("offset", in_stats)})
     # output tensor: feature content, probabilities in [0, 1], labels on its class axis
-    feature = _table(b, {})
-    out_content = _table(b, {0: ("uint8", _CONTENT_FEATURE), 1: ("offset", feature)})
-    out_max, out_min = _float_vector(b, [1.0]), _float_vector(b, [0.0])
-    out_stats = _table(b, {0: ("offset", out_max), 1: ("offset", out_min)})
-    labels = _offset_vector(b, [_associated_file(b, spec.labels_file, "Labels for the classes the model can "
+    feature = table(b, {})
+    out_content = table(b, {0: ("uint8", _CONTENT_FEATURE), 1: ("offset", feature)})
+    out_max, out_min = float_vector(b, [1.0]), float_vector(b, [0.0])
+    out_stats = table(b, {0: ("offset", out_max), 1: ("offset", out_min)})
+    labels = offset_vector(b, [_associated_file(b, spec.labels_file, "Labels for the classes the model can "
                                                  "recognise, one per line in output order.", _TENSOR_AXIS_LABELS)])
-    out_name, out_desc = _strings(b, spec.output_name, spec.output_description)
-    output_md = _table(b, {0: ("offset", out_name), 1: ("offset", out_desc), 3: ("offset", out_content),
+    out_name, out_desc = strings(b, spec.output_name, spec.output_description)
+    output_md = table(b, {0: ("offset", out_name), 1: ("offset", out_desc), 3: ("offset", out_content),
                            5: ("offset", out_stats), 6: ("offset", labels)})
-    subgraph = _table(b, {2: ("offset", _offset_vector(b, [input_md])), 3: ("offset", _offset_vector(b, [output_md]))})
-    subgraphs = _offset_vector(b, [subgraph])
-    name, desc, version, author, lic, parser = _strings(b, spec.name, spec.description, spec.version, spec.author,
+    subgraph = table(b, {2: ("offset", offset_vector(b, [input_md])), 3: ("offset", offset_vector(b, [output_md]))})
+    subgraphs = offset_vector(b, [subgraph])
+    name, desc, version, author, lic, parser = strings(b, spec.name, spec.description, spec.version, spec.author,
                                                         spec.license, MIN_PARSER_VERSION)
-    root = _table(b, {0: ("offset", name), 1: ("offset", desc), 2: ("offset", version), 3: ("offset", subgraphs),
+    root = table(b, {0: ("offset", name), 1: ("offset", desc), 2: ("offset", version), 3: ("offset", subgraphs),
                       4: ("offset", author), 5: ("offset", lic), 7: ("offset", parser)})
-    b.Finish(root, file_identifier=METADATA_IDENTIFIER)
-    return bytes(b.Output())
+    return writer.finish(b, root, METADATA_IDENTIFIER)
 
 
 # ---------------------------------------------------------------- read it back (ours or anyone's)
-
-class _View:
-    """Minimal accessor over a flatbuffer table by field slot (no generated code needed)."""
-
-    def __init__(self, buf: bytes, pos: int):
-        self.t = Table(bytearray(buf) if not isinstance(buf, bytearray) else buf, pos)
-
-    def _o(self, slot: int) -> int:
-        return self.t.Offset(4 + 2 * slot)
-
-    def string(self, slot: int) -> str | None:
-        o = self._o(slot)
-        return self.t.String(o + self.t.Pos).decode() if o else None
-
-    def table(self, slot: int) -> "_View | None":
-        o = self._o(slot)
-        return _View(self.t.Bytes, self.t.Indirect(o + self.t.Pos)) if o else None
-
-    def tables(self, slot: int) -> list["_View"]:
-        o = self._o(slot)
-        if not o:
-            return []
-        start = self.t.Vector(o)
-        return [_View(self.t.Bytes, self.t.Indirect(start + 4 * i)) for i in range(self.t.VectorLen(o))]
-
-    def uint8(self, slot: int, default: int = 0) -> int:
-        o = self._o(slot)
-        return self.t.Get(N.Uint8Flags, o + self.t.Pos) if o else default
-
-    def uint32(self, slot: int, default: int = 0) -> int:
-        o = self._o(slot)
-        return self.t.Get(N.Uint32Flags, o + self.t.Pos) if o else default
-
-    def floats(self, slot: int) -> list[float]:
-        o = self._o(slot)
-        return [float(x) for x in self.t.GetVectorAsNumpy(N.Float32Flags, o)] if o else []
-
 
 @dataclasses.dataclass(frozen=True)
 class TensorMetadataInfo:
@@ -205,7 +133,7 @@ class MetadataInfo:
     associated_files: dict[str, bytes]   # the zip appended to the model
 
 
-def _tensor_info(v: _View) -> TensorMetadataInfo:
+def _tensor_info(v: TableView) -> TensorMetadataInfo:
     content = v.table(3)
     kinds = {0: "none", _CONTENT_FEATURE: "feature", _CONTENT_IMAGE: "image"}
     kind = kinds.get(content.uint8(0) if content else 0, "other")
@@ -228,16 +156,13 @@ def _tensor_info(v: _View) -> TensorMetadataInfo:
 
 def read_metadata(model_bytes: bytes) -> MetadataInfo:
     """Parse the TFLITE_METADATA buffer of a model and the associated files zipped after it."""
-    tfl = load_model(model_bytes)
-    model = tfl.model
-    with parse_errors(tfl.source):
-        entries = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
-    if METADATA_NAME not in entries:
-        raise ModelError(f"the model has no {METADATA_NAME} metadata (entries: {sorted(entries)})")
-    data = model.Buffers(entries[METADATA_NAME]).DataAsNumpy().tobytes()
+    graph = load_graph(model_bytes)
+    if METADATA_NAME not in graph.metadata:
+        raise ModelError(f"the model has no {METADATA_NAME} metadata (entries: {sorted(graph.metadata)})")
+    data = graph.metadata_bytes(METADATA_NAME) or b""
     if data[4:8] != METADATA_IDENTIFIER:
         raise ModelError(f"{METADATA_NAME} buffer does not carry the {METADATA_IDENTIFIER.decode()} identifier")
-    root = _View(data, int.from_bytes(data[:4], "little"))
+    root = TableView.root(data)
     subgraphs = root.tables(3)
     files: dict[str, bytes] = {}
     try:
@@ -255,17 +180,6 @@ def read_metadata(model_bytes: bytes) -> MetadataInfo:
 
 # ---------------------------------------------------------------- put it into the model
 
-def _schema():
-    """The TFLite schema with the flatbuffers object API (shipped by LiteRT; no TensorFlow import)."""
-    for name in ("ai_edge_litert.schema_py_generated", "tflite_micro.tensorflow.lite.micro.python.schema_py_generated"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise RuntimeUnavailable("writing TFLite metadata needs the TFLite schema from ai-edge-litert: "
-                             "pip install ai-edge-litert")
-
-
 def _quantize_io(schema, model) -> list[str]:
     """Give int8 I/O a uint8 face with exact QUANTIZE ops; returns what was changed."""
     sg = model.subgraphs[0]
@@ -273,7 +187,7 @@ def _quantize_io(schema, model) -> list[str]:
 
     def opcode() -> int:
         for i, code in enumerate(model.operatorCodes):
-            if max(code.builtinCode, code.deprecatedBuiltinCode) == _QUANTIZE:
+            if writer.builtin_code(code) == _QUANTIZE:
                 return i
         code = schema.OperatorCodeT()
         code.builtinCode, code.deprecatedBuiltinCode, code.version = _QUANTIZE, _QUANTIZE, 2
@@ -285,7 +199,7 @@ def _quantize_io(schema, model) -> list[str]:
         t = schema.TensorT()
         t.shape, t.shapeSignature = old.shape, old.shapeSignature
         t.type, t.buffer = _UINT8, 0
-        t.name = ((old.name.decode() if isinstance(old.name, bytes) else old.name) + suffix).encode()
+        t.name = (writer.name_of(old) + suffix).encode()
         q = schema.QuantizationParametersT()
         q.scale = [float(old.quantization.scale[0])]
         q.zeroPoint = [int(old.quantization.zeroPoint[0]) + 128]
@@ -351,11 +265,11 @@ def add_metadata(model_path: Path, labels_path: Path, out_path: Path, name: str 
                  description: str | None = None, author: str = "edgemnv2", license: str = "Apache-2.0",
                  version: str = "1") -> PhoneExport:
     """Write `out_path`: the model (uint8 or float I/O) with TFLITE_METADATA and its labels zipped after it."""
-    schema = _schema()
+    schema = writer.schema()
     model_path, out_path = Path(model_path), Path(out_path)
-    raw = load_model(model_path).data
+    raw = read_tflite(model_path)
     with parse_errors(str(model_path)):
-        model = schema.ModelT.InitFromPackedBuf(bytearray(raw), 0)
+        model = writer.unpack(raw)
     sg = model.subgraphs[0]
     if len(sg.inputs) != 1 or len(sg.outputs) != 1:
         raise ModelError(f"{model_path}: an image classifier has one input and one output, this model has "
@@ -387,11 +301,8 @@ def add_metadata(model_path: Path, labels_path: Path, out_path: Path, name: str 
     model.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name, entry.buffer = METADATA_NAME.encode(), len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name)
-                      != METADATA_NAME] + [entry]
-    builder = flatbuffers.Builder(len(raw) + len(metadata) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    out = io.BytesIO(bytes(builder.Output()))
+    model.metadata = [m for m in (model.metadata or []) if writer.name_of(m) != METADATA_NAME] + [entry]
+    out = io.BytesIO(writer.pack(model, len(raw) + len(metadata) + 4096))
     out.seek(0, io.SEEK_END)
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as z:
         z.writestr(LABELS_NAME, "\n".join(labels) + "\n")

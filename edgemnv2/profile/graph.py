@@ -1,8 +1,7 @@
-"""A .tflite flatbuffer → one `Layer` per operator, read with the pure-Python `tflite` parser.
+"""A .tflite model → one `Layer` per operator, from the package's one graph model (`edgemnv2.tflite`).
 
-No TensorFlow: `edgemnv2 profile` must start fast on a laptop or a Raspberry Pi. Only the fields the
-profile needs are read (operator codes, options, tensor shapes/types, buffer sizes, quantization
-parameter counts), never the weight values themselves, so a 14 MB model parses in milliseconds.
+No TensorFlow: `edgemnv2 profile` must start fast on a laptop or a Raspberry Pi. The weight values are
+never copied (buffers are sizes and views), so a 14 MB model parses in milliseconds.
 """
 
 from __future__ import annotations
@@ -10,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgemnv2.errors import ModelError
-from edgemnv2.tflite_file import TFLiteModel, load_model, op_name, parse_errors
+from edgemnv2.tflite import Graph, layer_name, load_graph
 
 # TFLite builtin op name -> profile op kind. Anything not listed becomes an UNKNOWN(...) row.
 OP_KINDS: dict[str, str] = {
@@ -44,13 +42,6 @@ OP_KINDS: dict[str, str] = {
 # Kinds whose cost is multiplications (the seed's formulas); the others move or rescale data.
 MAC_KINDS = ("conv", "depthwise", "pointwise", "fully_connected")
 
-# Bytes per element of TFLite tensor types (TensorType enum order in the schema).
-_TYPE_INFO: dict[int, tuple[str, int]] = {
-    0: ("float32", 4), 1: ("float16", 2), 2: ("int32", 4), 3: ("uint8", 1), 4: ("int64", 8),
-    6: ("bool", 1), 7: ("int16", 2), 9: ("int8", 1), 10: ("float64", 8), 15: ("uint32", 4), 16: ("uint16", 2),
-    17: ("int4", 1),
-}
-_SCALE_BYTES, _ZERO_POINT_BYTES = 4, 8  # schema: scale:[float], zero_point:[long]
 EDGETPU_CUSTOM_CODE = "edgetpu-custom-op"
 
 
@@ -96,102 +87,65 @@ class ModelGraph:
         return any(layer.tflite_op == f"CUSTOM:{EDGETPU_CUSTOM_CODE}" for layer in self.layers)
 
 
-def short_name(tensor_name: str) -> str:
-    """The first fused name, without the model scope: 'model/block_1_expand/Relu6;…' -> 'block_1_expand/Relu6'."""
-    first = tensor_name.split(";", 1)[0]
-    parts = first.split("/")
-    return "/".join(parts[1:]) if len(parts) > 2 else first
-
-
 _NOT_TFLITE_HINT = "give a .tflite file, a Keras model (.keras/.h5) or --alpha/--resolution"
 
 
-def _parse(tfl: TFLiteModel) -> ModelGraph:
-    with parse_errors(tfl.source):
-        return _layers(tfl)
+def layers_of(graph: Graph) -> ModelGraph:
+    """The profile's view of a parsed model: one Layer per operator of the main subgraph."""
+    tensors = graph.tensors
 
-
-def _layers(tfl: TFLiteModel) -> ModelGraph:
-    data, source, model = tfl.data, tfl.source, tfl.model
-    if model.SubgraphsLength() < 1:
-        raise ModelError(f"{source} has no subgraph")
-    graph = model.Subgraphs(0)
-
-    tensor_cache: dict[int, tuple] = {}
-
-    def tensor(i: int) -> tuple[tuple[int, ...], str, int, int, int, str]:
-        """(shape, dtype, element bytes, constant data bytes, quantization bytes, name) of tensor i."""
-        if i not in tensor_cache:
-            t = graph.Tensors(i)
-            shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-            dtype, size = _TYPE_INFO.get(t.Type(), (f"type{t.Type()}", 1))
-            buf = model.Buffers(t.Buffer()) if t.Buffer() > 0 else None
-            const_bytes = 0
-            if buf is not None:
-                const_bytes = buf.DataLength() or (buf.Size() if buf.Offset() > 1 else 0)
-            q = t.Quantization()
-            q_bytes = (q.ScaleLength() * _SCALE_BYTES + q.ZeroPointLength() * _ZERO_POINT_BYTES) if q else 0
-            tensor_cache[i] = (shape, dtype, size, const_bytes, q_bytes, t.Name().decode("utf-8", "replace"))
-        return tensor_cache[i]
-
-    def nbytes(i: int) -> int:
-        shape, _, size, _, _, _ = tensor(i)
-        count = 1
-        for d in shape:
-            count *= max(d, 1)
-        return count * size
+    def stored_bytes(i: int) -> int:
+        """Constant data and quantization parameters of tensor i, as stored in the file."""
+        t = tensors[i]
+        return (t.buffer.size if t.buffer else 0) + (t.quantization.stored_bytes if t.quantization else 0)
 
     layers: list[Layer] = []
     tensor_bytes: dict[int, int] = {}
-    for index in range(graph.OperatorsLength()):
-        op = graph.Operators(index)
-        tflite_op = op_name(model, op)
-        name = tflite_op.split(":", 1)[0]  # "CUSTOM" for every custom op
-        input_ids = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
-        output_ids = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
-        activations, constants = [], []
-        for i in input_ids:
-            if i < 0:
-                continue
-            (constants if tensor(i)[3] > 0 else activations).append(i)
+    for op in graph.ops:
+        name = op.builtin  # "CUSTOM" for every custom op
+        input_ids = list(op.inputs)
+        output_ids = list(op.outputs)
+        activations = [i for i in input_ids if i >= 0 and not tensors[i].constant]
+        constants = [i for i in input_ids if i >= 0 and tensors[i].constant]
         for i in activations + output_ids:
-            tensor_bytes[i] = nbytes(i)
+            tensor_bytes[i] = tensors[i].nbytes
 
         kind = OP_KINDS.get(name)
         known = kind is not None
         if not known:
-            kind = f"UNKNOWN({tflite_op.replace(':', ' ')})"
+            kind = f"UNKNOWN({op.name.replace(':', ' ')})"
         kernel = stride = None
         weight_dtype = None
         if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(input_ids) > 1 and input_ids[1] >= 0:
-            wshape = tensor(input_ids[1])[0]
-            weight_dtype = tensor(input_ids[1])[1]
-            if name != "FULLY_CONNECTED" and len(wshape) == 4:
-                kernel = (wshape[1], wshape[2])
-                stride = _strides(op, name)
+            weights = tensors[input_ids[1]]
+            weight_dtype = weights.dtype.name
+            if name != "FULLY_CONNECTED" and len(weights.shape) == 4:
+                kernel = (weights.shape[1], weights.shape[2])
+                stride = _pair(op.options, "stride_h", "stride_w")
                 if name == "CONV_2D" and kernel == (1, 1):
                     kind = "pointwise"
         elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-            kernel, stride = _pool_geometry(op)
+            kernel = _pair(op.options, "filter_height", "filter_width")
+            stride = _pair(op.options, "stride_h", "stride_w")
 
         weight_inputs = constants if kind in MAC_KINDS or kind in ("add", "mul") else []
-        params = sum(_count(tensor(i)[0]) for i in weight_inputs)
-        weight_bytes = sum(tensor(i)[3] + tensor(i)[4] for i in weight_inputs)
-        if tflite_op.startswith("CUSTOM:"):  # e.g. the Edge TPU's compiled program and parameters
-            weight_bytes += sum(tensor(i)[3] + tensor(i)[4] for i in constants) + op.CustomOptionsLength()
+        params = sum(tensors[i].elements for i in weight_inputs)
+        weight_bytes = sum(stored_bytes(i) for i in weight_inputs)
+        if name == "CUSTOM":  # e.g. the Edge TPU's compiled program and parameters
+            weight_bytes += sum(stored_bytes(i) for i in constants) + op.custom_options_size
         first_in = activations[0] if activations else (input_ids[0] if input_ids and input_ids[0] >= 0 else None)
-        out = output_ids[0] if output_ids else None
+        out = tensors[output_ids[0]] if output_ids else None
         layers.append(Layer(
-            index=index,
-            name=short_name(tensor(out)[5]) if out is not None else f"op{index}",
+            index=op.index,
+            name=layer_name(out.name) if out is not None else f"op{op.index}",
             op=kind,
-            tflite_op=tflite_op,
+            tflite_op=op.name,
             known=known,
-            input_shape=tensor(first_in)[0] if first_in is not None else (),
-            output_shape=tensor(out)[0] if out is not None else (),
+            input_shape=tensors[first_in].shape if first_in is not None else (),
+            output_shape=out.shape if out is not None else (),
             kernel=kernel,
             stride=stride,
-            dtype=tensor(out)[1] if out is not None else "",
+            dtype=out.dtype.name if out is not None else "",
             weight_dtype=weight_dtype,
             params=params,
             weight_bytes=weight_bytes,
@@ -201,42 +155,16 @@ def _layers(tfl: TFLiteModel) -> ModelGraph:
             outputs=tuple(output_ids),
         ))
     return ModelGraph(
-        source=source, source_kind="tflite", layers=tuple(layers), model_bytes=len(data),
-        model_bytes_estimated=False, tflite=data, tensor_bytes=tensor_bytes,
-        graph_inputs=tuple(int(graph.Inputs(i)) for i in range(graph.InputsLength())),
-        graph_outputs=tuple(int(graph.Outputs(i)) for i in range(graph.OutputsLength())),
+        source=graph.source, source_kind="tflite", layers=tuple(layers), model_bytes=len(graph.data),
+        model_bytes_estimated=False, tflite=graph.data, tensor_bytes=tensor_bytes,
+        graph_inputs=graph.inputs, graph_outputs=graph.outputs,
     )
 
 
-def _count(shape: tuple[int, ...]) -> int:
-    count = 1
-    for d in shape:
-        count *= max(d, 1)
-    return count
-
-
-def _strides(op, name: str) -> tuple[int, int] | None:
-    import tflite
-
-    table = op.BuiltinOptions()
-    if table is None:
-        return None
-    options = tflite.Conv2DOptions() if name == "CONV_2D" else tflite.DepthwiseConv2DOptions()
-    options.Init(table.Bytes, table.Pos)
-    return (options.StrideH(), options.StrideW())
-
-
-def _pool_geometry(op) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-    import tflite
-
-    table = op.BuiltinOptions()
-    if table is None:
-        return None, None
-    options = tflite.Pool2DOptions()
-    options.Init(table.Bytes, table.Pos)
-    return (options.FilterHeight(), options.FilterWidth()), (options.StrideH(), options.StrideW())
+def _pair(options, first: str, second: str) -> tuple[int, int] | None:
+    return (options[first], options[second]) if first in options and second in options else None
 
 
 def load_tflite(path: Path) -> ModelGraph:
     """Read and parse a .tflite file."""
-    return _parse(load_model(path, hint=_NOT_TFLITE_HINT))
+    return layers_of(load_graph(path, hint=_NOT_TFLITE_HINT))

@@ -21,15 +21,17 @@ wheel (see `tflm_arena.measure_arena` and `benchmarks/arena_check.py`). Kernel f
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+
+import numpy as np
 
 from edgemnv2.errors import ModelError
 from edgemnv2.resources import data_file
-from edgemnv2.tflite_file import load_model, op_name, parse_errors
+from edgemnv2.tflite import Graph, load_graph
 
 BUFFER_ALIGNMENT = 16          # MicroArenaBufferAlignment() (micro_arena_constants.h)
 LITERT_TENSOR_ALIGNMENT = 64   # kDefaultTensorAlignment in LiteRT's arena_planner.h
@@ -52,9 +54,7 @@ _POINTER = 8
 # the 4-byte-aligned op options, which the op-by-op check confirms for 1..68 ops).
 _RUNTIME_OBJECTS = 456
 
-# Element sizes of the TensorType enum (schema.fbs); TFLM sizes INT4 tensors at one byte per element.
-_TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4, 16: 2, 17: 1}
-_OFFLINE_PLAN_METADATA = b"OfflineMemoryAllocation"
+_OFFLINE_PLAN_METADATA = "OfflineMemoryAllocation"
 _UNKNOWN_KERNEL = {"builtin_bytes": 16, "builtin_align": 4, "op_data_bytes": 64}
 
 
@@ -118,7 +118,7 @@ class _Model:
     outputs: tuple[int, ...]
     filter_shapes: dict[int, tuple[int, ...]]   # op index -> shape of input 1
     output_elements: dict[int, int]             # op index -> elements of output 0
-    input_types: dict[int, int]                 # op index -> TensorType of input 0
+    input_types: dict[int, str]                 # op index -> dtype name of input 0
     offline_offsets: tuple[int, ...] | None
     extra_subgraph_tensors: int                 # tensors of subgraphs other than 0 (eval tensors only)
     extra_subgraph_ops: int
@@ -136,80 +136,43 @@ def _align_up(value: int, alignment: int) -> int:
 
 
 def _parse(model: bytes | Path) -> _Model:
-    tfl = load_model(model, hint="give a .tflite file")
-    with parse_errors(tfl.source):
-        return _parse_flatbuffer(tfl.model)
+    return _planner_model(load_graph(model, hint="give a .tflite file"))
 
 
-def _parse_flatbuffer(model: Any) -> _Model:
-    if model.SubgraphsLength() < 1:
-        raise ModelError("the model has no subgraph")
-    graph = model.Subgraphs(0)
-
-    def has_data(buffer_index: int) -> bool:
-        if buffer_index <= 0 or buffer_index >= model.BuffersLength():
-            return False
-        buf = model.Buffers(buffer_index)
-        return buf.DataLength() > 0 or buf.Offset() > 1
-
-    tensors = []
-    for i in range(graph.TensorsLength()):
-        t = graph.Tensors(i)
-        shape = t.ShapeAsNumpy() if t.ShapeLength() else []
-        count = 1
-        for d in shape:
-            count *= int(d)
-        q = t.Quantization()
-        channels = q.ScaleLength() if q is not None and q.ScaleLength() and q.ZeroPointLength() else 0
-        tensors.append(_Tensor(bytes=count * _TYPE_BYTES.get(t.Type(), 1), constant=has_data(t.Buffer()),
-                               variable=bool(t.IsVariable()), channels=channels,
-                               name=(t.Name() or b"").decode("utf-8", "replace")))
-
+def _planner_model(graph: Graph) -> _Model:
+    # TFLM sizes a tensor as the product of its stored dimensions (a scalar is one element)
+    tensors = tuple(_Tensor(bytes=math.prod(t.shape) * t.dtype.itemsize, constant=t.constant, variable=t.is_variable,
+                            channels=len(t.quantization.scale) if t.quantized and t.quantization.zero_point else 0,
+                            name=t.name) for t in graph.tensors)
     ops, filter_shapes, output_elements, input_types = [], {}, {}, {}
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        name = op_name(model, op)
-        ins = tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else ()
-        outs = tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else ()
-        ops.append(_Op(name, ins, outs))
-        if len(ins) > 1 and ins[1] >= 0:
-            t = graph.Tensors(ins[1])
-            filter_shapes[i] = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-        if ins and ins[0] >= 0:
-            input_types[i] = graph.Tensors(ins[0]).Type()
-        if outs:
-            t = graph.Tensors(outs[0])
-            count = 1
-            for d in (t.ShapeAsNumpy() if t.ShapeLength() else []):
-                count *= int(d)
-            output_elements[i] = count
-
-    extra_tensors = sum(model.Subgraphs(s).TensorsLength() for s in range(1, model.SubgraphsLength()))
-    extra_ops = sum(model.Subgraphs(s).OperatorsLength() for s in range(1, model.SubgraphsLength()))
+    for i, op in enumerate(graph.ops):
+        ops.append(_Op(op.name, op.inputs, op.outputs))
+        if len(op.inputs) > 1 and op.inputs[1] >= 0:
+            filter_shapes[i] = graph.tensors[op.inputs[1]].shape
+        if op.inputs and op.inputs[0] >= 0:
+            input_types[i] = graph.tensors[op.inputs[0]].dtype.name
+        if op.outputs:
+            output_elements[i] = math.prod(graph.tensors[op.outputs[0]].shape)
+    others = graph.subgraphs[1:]
     return _Model(
-        tensors=tuple(tensors), ops=tuple(ops),
-        inputs=tuple(int(x) for x in graph.InputsAsNumpy()) if graph.InputsLength() else (),
-        outputs=tuple(int(x) for x in graph.OutputsAsNumpy()) if graph.OutputsLength() else (),
+        tensors=tensors, ops=tuple(ops), inputs=graph.inputs, outputs=graph.outputs,
         filter_shapes=filter_shapes, output_elements=output_elements, input_types=input_types,
-        offline_offsets=_offline_offsets(model, len(tensors)),
-        extra_subgraph_tensors=extra_tensors, extra_subgraph_ops=extra_ops, subgraphs=model.SubgraphsLength(),
+        offline_offsets=_offline_offsets(graph, len(tensors)),
+        extra_subgraph_tensors=sum(len(s.tensors) for s in others), extra_subgraph_ops=sum(len(s.ops) for s in others),
+        subgraphs=len(graph.subgraphs),
     )
 
 
-def _offline_offsets(model, tensor_count: int) -> tuple[int, ...] | None:
+def _offline_offsets(graph: Graph, tensor_count: int) -> tuple[int, ...] | None:
     """Offsets from the 'OfflineMemoryAllocation' metadata ([version, subgraph, count, offsets...]), -1 = online."""
-    import numpy as np
-
-    for i in range(model.MetadataLength()):
-        meta = model.Metadata(i)
-        if meta.Name() == _OFFLINE_PLAN_METADATA:
-            raw = model.Buffers(meta.Buffer()).DataAsNumpy()
-            values = np.frombuffer(raw.tobytes(), dtype="<i4")
-            if int(values[2]) != tensor_count:
-                raise ModelError(f"offline memory plan lists {int(values[2])} tensors but the model has "
-                                 f"{tensor_count}; TFLM rejects this model")
-            return tuple(int(v) for v in values[3:3 + tensor_count])
-    return None
+    raw = graph.metadata_bytes(_OFFLINE_PLAN_METADATA)
+    if raw is None:
+        return None
+    values = np.frombuffer(raw, dtype="<i4")
+    if int(values[2]) != tensor_count:
+        raise ModelError(f"offline memory plan lists {int(values[2])} tensors but the model has "
+                         f"{tensor_count}; TFLM rejects this model")
+    return tuple(int(v) for v in values[3:3 + tensor_count])
 
 
 # ---------------------------------------------------------------------------------------------- head
@@ -255,7 +218,7 @@ def _lifetimes(m: _Model) -> list[tuple[str, int, int, int, int, int]]:
 
 def _scratch_bytes(m: _Model, op_index: int) -> int:
     kernel = kernel_table().get(m.ops[op_index].name, {})
-    if kernel.get("scratch") == "output_int32" and m.input_types.get(op_index) in (3, 7, 9):  # uint8/int16/int8
+    if kernel.get("scratch") == "output_int32" and m.input_types.get(op_index) in ("uint8", "int16", "int8"):
         return m.output_elements.get(op_index, 0) * 4
     return 0
 

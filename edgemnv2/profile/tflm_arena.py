@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgemnv2.errors import RuntimeUnavailable
-from edgemnv2.tflite_file import read_tflite
+from edgemnv2.tflite import read_tflite
 
 _PAGE = 4096
 _MIN_ARENA = 8 << 20

@@ -49,8 +49,8 @@ def test_sidecar_is_complete(converted) -> None:
 def test_uint8_io_keeps_integer_kernels(tmp_path: Path, small_calib: Path) -> None:
     result = convert(ModelSpec(0.35, 96, "none"),
                      ConvertOptions(io="uint8", calibration=small_calib, num_calibration=2, output=tmp_path / "u8.tflite"))
-    assert result.sidecar["input"]["dtype"] == "uint8" and result.sidecar["output"]["dtype"] == "uint8"
-    assert result.sidecar["fully_integer"] and result.sidecar["ops"]["QUANTIZE"] >= 1
+    assert result.sidecar.input["dtype"] == "uint8" and result.sidecar.output["dtype"] == "uint8"
+    assert result.sidecar.fully_integer and result.sidecar.ops["QUANTIZE"] >= 1
 
 
 def test_verifier_flags_float_ops(dynamic_mnv2_035_96: Path) -> None:

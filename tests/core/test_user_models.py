@@ -29,8 +29,8 @@ def test_user_model_converts_fully_integer_and_validates(tiny_models, kind: str,
                                                          small_calib: Path) -> None:
     result = convert(UserModel(tiny_models[kind]), ConvertOptions(calibration=small_calib, num_calibration=4,
                                                                   output=tmp_path / "tiny.tflite"))
-    assert result.sidecar["fully_integer"] and result.sidecar["resolution"] == 32
-    assert result.sidecar["source"]["kind"] == "keras" and len(result.sidecar["source"]["sha256"]) == 64
+    assert result.sidecar.fully_integer and result.sidecar.resolution == 32
+    assert result.sidecar.source["kind"] == "keras" and len(result.sidecar.source["sha256"]) == 64
 
     report = validate(result.output, data=small_calib)  # reference found through the sidecar
     assert report.classes == 10 and report.images == 4

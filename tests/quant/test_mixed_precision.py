@@ -41,21 +41,16 @@ def _predict(content: bytes, images: np.ndarray, tmp_path: Path, name: str) -> n
 
 def _sixteen_bit_tensors(content: bytes) -> set[str]:
     """Names of int16 tensors passed between compute ops (not just into/out of a requantizing QUANTIZE)."""
-    import tflite
+    from edgemnv2.tflite import load_graph
 
-    from edgemnv2.tflite_file import op_name
-
-    model = tflite.Model.GetRootAsModel(content, 0)
-    graph = model.Subgraphs(0)
+    graph = load_graph(content)
     produced, consumed = set(), set()
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        if op_name(model, op) in ("QUANTIZE", "DEQUANTIZE"):
+    for op in graph.ops:
+        if op.name in ("QUANTIZE", "DEQUANTIZE"):
             continue
-        produced.update(op.OutputsAsNumpy().tolist())
-        consumed.update(t for t in op.InputsAsNumpy().tolist() if t >= 0)
-    return {graph.Tensors(t).Name().decode() for t in produced & consumed
-            if graph.Tensors(t).Type() == tflite.TensorType.INT16}
+        produced.update(op.outputs)
+        consumed.update(t for t in op.inputs if t >= 0)
+    return {graph.tensors[t].name for t in produced & consumed if graph.tensors[t].dtype.name == "int16"}
 
 
 def test_int16_tensors_exactly_at_chosen_layers(quantized, tmp_path: Path) -> None:
@@ -99,9 +94,9 @@ def test_mixed_outputs_are_closer_to_float_than_int8(quantized, tmp_path: Path) 
 
 
 def test_a_graph_output_cannot_be_made_16_bit(quantized) -> None:
-    import tflite
+    from edgemnv2.tflite import load_graph
 
-    graph = tflite.Model.GetRootAsModel(quantized["int8"], 0).Subgraphs(0)
-    output = graph.Tensors(graph.Outputs(0)).Name().decode()
+    graph = load_graph(quantized["int8"])
+    output = graph.tensors[graph.outputs[0]].name
     with pytest.raises(ValueError, match="cannot be made 16-bit"):
         mixed_precision.mix(quantized["int8"], quantized["int16"], [output])
