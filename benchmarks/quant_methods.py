@@ -44,14 +44,14 @@ METHODS: dict[str, dict] = {
 def build(model, images: np.ndarray, fields: dict, source) -> tuple[bytes, float]:
     """Run the convert stages that matter (transform, quantize, verify) on in-memory images."""
     from edgemnv2 import data, quantization
-    from edgemnv2.convert import ConvertJob, ConvertOptions, verify
+    from edgemnv2.convert import ConvertJob, ConvertOptions, quantize, verify
 
     options = ConvertOptions(**fields)
     job = ConvertJob(source=source, options=options, model=model,
                      calibration=data.ImageSet(images=images, labels=np.full(len(images), -1), files=[]))
     started = time.perf_counter()
     quantization.transform_float_model(job)
-    quantization.quantize_or_convert(job)
+    quantize(job)
     seconds = time.perf_counter() - started
     verify(job)  # fully integer or it raises
     job.quantization.pop("_float_twin_bytes", None)
