@@ -40,8 +40,14 @@ DTYPES: dict[int, DType] = {d.code: d for d in (
 )}
 
 
-def dtype(code: int) -> DType:
-    """The DType of a TensorType code; a code newer than this table is "type<N>", one byte per element."""
+def dtype(code: int | str) -> DType:
+    """The DType of a TensorType code or name ("int8"); a code newer than this table is "type<N>", one byte
+    per element."""
+    if isinstance(code, str):
+        found = next((d for d in DTYPES.values() if d.name == code), None)
+        if found is None:
+            raise ValueError(f"unknown TFLite tensor type {code!r}")
+        return found
     return DTYPES.get(code) or DType(code, f"type{code}", 1, None)
 
 
