@@ -1,6 +1,6 @@
 """Will the Coral Edge TPU run this model, and where does the CPU take over? The compiler's partition, predicted.
 
-`check_model` reads a .tflite (no TensorFlow), asks the rules (`edgetpu_rules.unsupported`, data in
+`check_model` reads a .tflite through `edgemnv2.tflite` (no TensorFlow), asks the rules (`edgetpu_rules.unsupported`, data in
 `edgetpu_ops.toml`) about every operator and partitions the graph the way the chosen compiler version does:
 
 * v16 (default): unsupported ops in front of the model stay on the CPU and the one Edge TPU segment starts
@@ -27,19 +27,26 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edgemnv2.deploy.edgetpu_graph import EDGETPU_CUSTOM_OP, Graph, read_graph
 from edgemnv2.deploy.edgetpu_rules import (
     MAPPED, ONE_SUBGRAPH, RULES_FILE, EdgeTpuRules, load_rules, unsupported)
 from edgemnv2.errors import ConversionError, ModelError, ToolMissing
+from edgemnv2.tflite import Subgraph as Graph
+from edgemnv2.tflite import load_graph
 
 __all__ = ["EDGETPU_CUSTOM_OP", "RULES_FILE", "SCHEMA_VERSION", "Comparison", "EdgeTpuReport", "Partition", "Placement",
            "check_model", "compare", "compile_model", "load_rules", "partition", "read_graph", "render_text", "report_json"]
 
+EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 SCHEMA_VERSION = 2   # of `edgetpu check|compile --json`; 2: segments, boundary tensors, streamed parameters
 COMPILER = "edgetpu_compiler"
 INSTALL_HINT = ("edgetpu_compiler is not on PATH: on x86-64 Debian/Ubuntu add Coral's apt repository and run "
                 "`sudo apt-get install edgetpu-compiler` (https://coral.ai/docs/edgetpu/compiler/#system-requirements), "
                 "or compile in Coral's Colab notebook; `edgemnv2 edgetpu check` works without it")
+
+
+def read_graph(path: Path) -> Graph:
+    """The main subgraph of a .tflite file; a file that is not TFLite is one clear error."""
+    return load_graph(Path(path)).main
 
 
 # ---------------------------------------------------------------- the partition
@@ -242,7 +249,7 @@ def check_model(path: Path, rules: EdgeTpuRules | None = None, compiler_version:
                 parameters.setdefault(t, op.index)
     parameter_bytes, cached, streamed_ops = 0, 0, []
     for t, index in parameters.items():
-        size = graph.tensors[t].constant_bytes
+        size = graph.tensors[t].buffer.size
         parameter_bytes += size
         if cached + size <= rules.cache_bytes and not streamed_ops:
             cached += size

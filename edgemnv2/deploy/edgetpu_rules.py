@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemnv2.deploy.edgetpu_graph import Graph, Op
 from edgemnv2.errors import DeviceProfileError
 from edgemnv2.resources import data_file
-from edgemnv2.tflite import builtin_names
+from edgemnv2.tflite import Op, builtin_names
+from edgemnv2.tflite import Subgraph as Graph  # the rules see the model's main subgraph
 
 RULES_FILE = Path(str(data_file("deploy/edgetpu_ops.toml")))
 EIGHT_BIT = ("int8", "uint8")

@@ -18,7 +18,6 @@ from click.testing import CliRunner
 
 from edgemnv2.cli import cli
 from edgemnv2.deploy import edgetpu
-from edgemnv2.deploy.edgetpu_graph import read_graph
 from edgemnv2.errors import ModelError
 
 PAIRS = {  # source -> (CPU ops before the TPU segment, after it) in the compiled file
@@ -28,7 +27,7 @@ PAIRS = {  # source -> (CPU ops before the TPU segment, after it) in the compile
 
 
 def _compiled_cpu_ops(path: Path) -> Counter:
-    graph = read_graph(path)
+    graph = edgetpu.read_graph(path)
     return Counter((op.kind, tuple(t.name for t in graph.outputs_of(op)))
                    for op in graph.ops if op.kind != edgetpu.EDGETPU_CUSTOM_OP)
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from edgemnv2.deploy import edgetpu, edgetpu_rules
-from edgemnv2.deploy.edgetpu_graph import Graph, Op, Tensor, dtype
+from edgemnv2.tflite import Buffer, Op, OpCode, Quantization, Tensor, dtype
+from edgemnv2.tflite import Subgraph as Graph
 from edgemnv2.deploy.edgetpu_rules import CHECKS, load_rules, unsupported
 from edgemnv2.errors import DeviceProfileError
 
@@ -23,17 +24,22 @@ def t(i: int, shape, kind: str = "int8", values=None, signature=None, quantized:
       variable: bool = False) -> Tensor:
     """Tensor `i`; `values` makes it a constant of that content."""
     raw = None if values is None else np.asarray(values, dtype=dtype(kind).numpy).reshape(shape).tobytes()
-    return Tensor(index=i, name=f"t{i}", dtype=dtype(kind), shape=tuple(shape),
-                  shape_signature=tuple(signature or shape), scale=(0.1,) if quantized else (),
-                  zero_points=(0,) if quantized else (), raw=raw, is_variable=variable)
+    return Tensor(index=i, name=f"t{i}", dtype=dtype(kind), shape=tuple(shape), shape_signature=tuple(signature or shape),
+                  quantization=Quantization(scale=(0.1,), zero_point=(0,)) if quantized else None,
+                  buffer=None if raw is None else Buffer(index=i + 1, start=0, size=len(raw), file=raw),
+                  is_variable=variable)
+
+
+def make_op(index: int, kind: str, inputs, outputs, options=None) -> Op:
+    return Op(index, OpCode(kind, 0, None, 1), tuple(inputs), tuple(outputs), options or {}, None)
 
 
 def graph(*tensors: Tensor, ops=()) -> Graph:
-    return Graph(tensors=tuple(tensors), ops=tuple(ops), inputs=(0,))
+    return Graph(tensors=tuple(tensors), ops=tuple(ops), inputs=(0,), outputs=())
 
 
 def op(kind: str, inputs, outputs, **options) -> Op:
-    return Op(0, kind, tuple(inputs), tuple(outputs), options)
+    return make_op(0, kind, inputs, outputs, options)
 
 
 def conv(*extra: Tensor, weights_constant: bool = True, **options):
@@ -173,7 +179,7 @@ def _chain(kinds: list[str], first_float: bool = False) -> Graph:
     """op i reads tensor i and writes tensor i+1; unsupported kinds are simply not in the table."""
     tensors = [t(0, (1, 8, 8, 4), "float32" if first_float else "int8", quantized=not first_float)]
     tensors += [t(i, (1, 8, 8, 4)) for i in range(1, len(kinds) + 1)]
-    ops = [Op(i, kind, (i,), (i + 1,)) for i, kind in enumerate(kinds)]
+    ops = [make_op(i, kind, (i,), (i + 1,)) for i, kind in enumerate(kinds)]
     return Graph(tuple(tensors), tuple(ops), inputs=(0,), outputs=(len(kinds),))
 
 
@@ -187,8 +193,8 @@ def test_v16_keeps_leading_cpu_ops_in_front_and_starts_the_segment_after_them() 
 
 def test_v16_maps_a_branch_that_does_not_need_a_cpu_op_even_after_one_in_execution_order() -> None:
     tensors = tuple(t(i, (1, 8, 8, 4)) for i in range(5))
-    ops = (Op(0, "RELU", (0,), (1,)), Op(1, "ARG_MAX", (1,), (2,)), Op(2, "RELU", (1,), (3,)),
-           Op(3, "ADD", (2, 3), (4,)))
+    ops = (make_op(0, "RELU", (0,), (1,)), make_op(1, "ARG_MAX", (1,), (2,)), make_op(2, "RELU", (1,), (3,)),
+           make_op(3, "ADD", (2, 3), (4,)))
     part = edgetpu.partition(Graph(tensors, ops, inputs=(0,), outputs=(4,)))
     assert [p.device for p in part.placements] == ["tpu", "cpu", "tpu", "cpu"]
     assert part.placements[3].status == edgetpu_rules.ONE_SUBGRAPH
