@@ -53,6 +53,10 @@ class ToolMissing(EdgeMNV2Error):
     """An external program (edgetpu_compiler, arduino-cli, ssh, ...) is not installed."""
 
 
+class BuildError(EdgeMNV2Error):
+    """The firmware did not compile or link (the compiler's first error lines say why)."""
+
+
 class GateFailed(EdgeMNV2Error):
     """A quality gate (top-1 drop, agreement) or a fit check was not met."""
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "bench": "edgemnv2.cli.bench:bench_cmd",
     "board-sim": "edgemnv2.cli.bench:board_sim_cmd",
     "export": "edgemnv2.cli.export:export_cmd",
+    "build": "edgemnv2.cli.build:build_cmd",
     "edgetpu": "edgemnv2.cli.deploy:edgetpu_group",
     "deploy": "edgemnv2.cli.deploy:deploy_cmd",
     "flash": "edgemnv2.cli.flash:flash_cmd",

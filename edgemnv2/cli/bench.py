@@ -74,7 +74,14 @@ def bench_cmd(port: str, baud: int, model: Path, images: Path, count: int | None
 
 
 @click.command("board-sim")
-@click.option("--model", required=True, type=click.Path(path_type=Path), help="The .tflite model to serve.")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="The .tflite model to serve with the Python board (or use --firmware).")
+@click.option("--firmware", type=click.Path(path_type=Path), default=None,
+              help="Run the real C firmware instead: a project from `edgemnv2 build` (or its ELF), in QEMU for "
+                   "mps2-an386/mps3-an547, natively for host.")
+@click.option("--icount", is_flag=True, help="With --firmware on QEMU: -icount shift=0, so cycles = instructions.")
+@click.option("--kernels", type=click.Choice(["cmsis-nn", "reference"]), default=None,
+              help="With --firmware PROJECT: which build to run [default: the newest].")
 @click.option("--runtime", type=click.Choice(["tflm", "litert"]), default="tflm", show_default=True,
               help="tflm: TensorFlow Lite Micro kernels (as on a microcontroller); litert: LiteRT (Linux boards).")
 @click.option("--baud", type=int, default=921600, show_default=True, help="Simulated UART speed; 0 = unthrottled.")
@@ -85,16 +92,25 @@ def bench_cmd(port: str, baud: int, model: Path, images: Path, count: int | None
 @click.option("--window", type=int, default=4, show_default=True, help="INPUT frames the host may have unacknowledged.")
 @click.option("--slots", type=click.IntRange(1, 2), default=2, show_default=True,
               help="Inputs held at once (2 = upload the next while computing).")
-def board_sim_cmd(model: Path, runtime: str, baud: int, fault_rate: float, seed: int, max_payload: int,
-                  window: int, slots: int) -> None:
+def board_sim_cmd(model: Path | None, firmware: Path | None, icount: bool, kernels: str | None, runtime: str,
+                  baud: int, fault_rate: float, seed: int, max_payload: int, window: int, slots: int) -> None:
     """A virtual board on a pseudo-terminal: prints its path, then serves until killed.
 
     \b
     Example:
       edgemnv2 board-sim --model m.tflite --runtime tflm &     # prints e.g. /dev/pts/5
       edgemnv2 bench --port /dev/pts/5 --model m.tflite --images imgs -o r.jsonl
+      edgemnv2 board-sim --firmware fw --icount &              # the built firmware in QEMU
     """
     from edgemnv2.errors import InputError
+
+    if (model is None) == (firmware is None):
+        raise InputError("give exactly one of --model (the Python board) or --firmware (the built C firmware)")
+    if firmware is not None:
+        _serve_firmware(firmware, icount, kernels)
+        return
+    if icount or kernels:
+        raise InputError("--icount and --kernels apply to --firmware")
     from edgemnv2.serial.sim import SimOptions, VirtualBoard
 
     if baud < 0:
@@ -118,3 +134,27 @@ def board_sim_cmd(model: Path, runtime: str, baud: int, fault_rate: float, seed:
         board.stop()
         faults = ", ".join(f"{k} {v}" for k, v in sorted(board.faults.items())) or "none"
         click.echo(f"board-sim: {board.engine.inferences} inferences, faults injected: {faults}", err=True)
+
+
+def _serve_firmware(firmware: Path, icount: bool, kernels: str | None) -> None:
+    """board-sim --firmware: print the pty path, serve until SIGINT/SIGTERM or the firmware exits."""
+    from edgemnv2.firmware.emulator import EmulatorOptions, FirmwareBoard
+
+    board = FirmwareBoard(firmware, EmulatorOptions(icount=icount, kernels=kernels))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        path = board.start()
+        click.echo(path)
+        sys.stdout.flush()
+        how = f"QEMU {board.spec.qemu_machine}{' -icount shift=0' if icount else ''}" if board.spec.bare_metal \
+            else "natively"
+        click.echo(f"board-sim: running {board.elf} {how} on {path} (Ctrl-C to stop)", err=True)
+        threading.Thread(target=lambda: (board.wait(), stop.set()), daemon=True).start()
+        stop.wait()
+        status = board.proc.poll() if board.proc else None
+    finally:
+        board.stop()
+    if status is not None:
+        raise BoardError(f"the firmware exited by itself with status {status}")

@@ -15,7 +15,7 @@ from edgemnv2.errors import DeviceProfileError, InputError
 from edgemnv2.resources import data_file
 
 BOARDS_FILE = data_file("deploy/boards.toml")
-CYCLE_COUNTERS = ("dwt", "ccount", "time_us")
+CYCLE_COUNTERS = ("dwt", "ccount", "time_us", "cmsdk_timer", "systick", "clock_monotonic")
 _REQUIRED = ("target", "title", "mcu", "core", "cpu_hz", "ram_bytes", "flash_bytes", "cycle_counter", "source")
 
 

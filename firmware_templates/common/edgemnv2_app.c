@@ -23,7 +23,7 @@ static void send_info(emn_app *app) {
   const emn_app_config *c = app->cfg;
   emn_info m;
   m.version = (uint8_t)EMN_PROTOCOL_VERSION;
-  m.flags = 0;
+  m.flags = app->ops->layer_times ? (uint8_t)EMN_FLAG_LAYER_TIMES : 0u;
   m.input_slots = 1;
   m.window = c->window;
   m.max_payload = c->max_payload;
@@ -87,6 +87,8 @@ static void run_model(emn_app *app, uint32_t id) {
   const uint8_t *output = NULL;
   const char *error = "invoke failed";
   uint64_t c0, t0, c1, t1;
+  const uint32_t *layer_us = NULL;
+  size_t n_layers = 0, i;
   emn_writer w;
   int status;
   c0 = app->ops->cycles(app->ops->ctx);
@@ -100,6 +102,8 @@ static void run_model(emn_app *app, uint32_t id) {
     return;
   }
   app->inferences++;
+  if (app->ops->layer_times) n_layers = app->ops->layer_times(app->ops->ctx, &layer_us);
+  if (n_layers > 0xFFFFu || layer_us == NULL) n_layers = 0;
   emn_writer_begin(&w, app->cfg->result_frame, app->cfg->result_cap, EMN_RESULT);
   emn_writer_u32(&w, id);
   emn_writer_u32(&w, app->boot_nonce);
@@ -107,7 +111,8 @@ static void run_model(emn_app *app, uint32_t id) {
   emn_writer_u64(&w, cycles_elapsed(app->cfg->cpu_hz, c1 - c0, t1 - t0));
   emn_writer_u64(&w, t1 - t0);
   emn_writer_u8(&w, EMN_RESULT_RAW);
-  emn_writer_u16(&w, 0); /* no per-layer times in this firmware */
+  emn_writer_u16(&w, (uint16_t)n_layers);
+  for (i = 0; i < n_layers; ++i) emn_writer_u32(&w, layer_us[i]);
   emn_writer_bytes(&w, output, app->output_bytes);
   app->result_len = emn_writer_end(&w);
   app->result_id = id;

@@ -19,8 +19,9 @@ extern "C" {
 #define EMN_APP_TX_BYTES 320u /* INFO, ACK, PONG, ERROR: INFO is the largest (< 300 bytes, rank <= 8) */
 /* Frame buffer the decoder needs for INPUT chunks of max_payload bytes (encoded, no delimiters). */
 #define EMN_APP_RX_BYTES(max_payload) (EMN_FRAME_MAX_BYTES(EMN_INPUT_HEADER_BYTES + (max_payload)))
-/* RESULT frame kept for GET_RESULT: header (31 bytes) + raw output tensor. */
+/* RESULT frame kept for GET_RESULT: header (31 bytes) + raw output tensor (+ 4 bytes per timed layer). */
 #define EMN_APP_RESULT_BYTES(output_bytes) (EMN_FRAME_MAX_BYTES(31u + (output_bytes)))
+#define EMN_APP_RESULT_LAYER_BYTES(output_bytes, layers) (EMN_FRAME_MAX_BYTES(31u + (output_bytes) + 4u * (layers)))
 
 typedef struct {
   void *ctx;
@@ -33,6 +34,9 @@ typedef struct {
   uint64_t (*cycles)(void *ctx); /* 64-bit, monotonic */
   uint64_t (*micros)(void *ctx);
   uint32_t (*entropy)(void *ctx); /* for the boot nonce after a RESET */
+  /* Optional (NULL: none): per-layer µs of the last invoke, in operator order; returns how many. A board
+   * that sets it advertises EMN_FLAG_LAYER_TIMES and its RESULTs carry them. */
+  size_t (*layer_times)(void *ctx, const uint32_t **layer_us);
 } emn_app_ops;
 
 typedef struct {

@@ -10,7 +10,7 @@
 
 static uint8_t g_rx_frame[EMN_APP_RX_BYTES(EDGEMNV2_MAX_PAYLOAD)];
 static uint8_t g_tx[EMN_APP_TX_BYTES];
-static uint8_t g_result[EMN_APP_RESULT_BYTES(EDGEMNV2_OUTPUT_BYTES)];
+static uint8_t g_result[EMN_APP_RESULT_LAYER_BYTES(EDGEMNV2_OUTPUT_BYTES, EDGEMNV2_LAYER_COUNT)];
 static const uint8_t g_model_sha256[EMN_HASH_BYTES] = EDGEMNV2_MODEL_SHA256_BYTES;
 static const uint32_t g_input_dims[] = EDGEMNV2_INPUT_DIMS;
 static const uint32_t g_output_dims[] = EDGEMNV2_OUTPUT_DIMS;
@@ -44,6 +44,10 @@ static int op_invoke(void *ctx, const uint8_t **output, const char **error) {
 
 static uint64_t op_cycles(void *ctx) { (void)ctx; return emn_board_cycles(); }
 static uint64_t op_micros(void *ctx) { (void)ctx; return emn_board_micros(); }
+static size_t op_layer_times(void *ctx, const uint32_t **layer_us) {
+  (void)ctx;
+  return g_model_ok ? emn_model_layer_times(layer_us) : 0u;
+}
 static uint32_t op_entropy(void *ctx) { (void)ctx; return emn_board_entropy() ^ (uint32_t)emn_board_cycles(); }
 
 static void describe(emn_tensor_desc *t, uint8_t dtype, const uint32_t *dims, uint8_t rank, float scale, int32_t zp) {
@@ -65,6 +69,7 @@ void emn_firmware_start(void) {
   g_ops.cycles = op_cycles;
   g_ops.micros = op_micros;
   g_ops.entropy = op_entropy;
+  g_ops.layer_times = op_layer_times;
   g_cfg.board_name = EDGEMNV2_BOARD_NAME;
   g_cfg.runtime = "tflm";
   g_cfg.cpu_hz = EDGEMNV2_CPU_HZ;

@@ -16,6 +16,9 @@ int emn_model_init(const char **error);
 uint8_t *emn_model_input(void);
 /* Run once; 0 and *output (EDGEMNV2_OUTPUT_BYTES) on success, else *error. */
 int emn_model_invoke(const uint8_t **output, const char **error);
+/* Per-operator µs of the last invoke (from emn_board_cycles, so virtual time under QEMU), in operator
+ * order; returns how many (EDGEMNV2_LAYER_COUNT once an invoke has run, 0 before). */
+size_t emn_model_layer_times(const uint32_t **layer_us);
 /* Arena bytes the interpreter really used (0 before a successful init). */
 size_t emn_model_arena_used(void);
 

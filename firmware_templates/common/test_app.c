@@ -49,7 +49,7 @@ static uint64_t fake_micros(void *ctx) { (void)ctx; return g_cycles / 480u; }
 static uint32_t fake_entropy(void *ctx) { (void)ctx; return 0xBEEF0002u; }
 
 static const uint8_t kHash[EMN_HASH_BYTES] = {0xba, 0x01, 0x2f, 0x58, 1, 2, 3, 4};
-static uint8_t g_rx[EMN_APP_RX_BYTES(MAX_PAYLOAD)], g_tx[EMN_APP_TX_BYTES], g_res[EMN_APP_RESULT_BYTES(OUTPUT_BYTES)];
+static uint8_t g_rx[EMN_APP_RX_BYTES(MAX_PAYLOAD)], g_tx[EMN_APP_TX_BYTES], g_res[EMN_APP_RESULT_LAYER_BYTES(OUTPUT_BYTES, 3)];
 
 /* ---------------------------------------------------------------- host side: what came back */
 typedef struct {
@@ -108,11 +108,11 @@ static size_t chunk_len(uint32_t off) { return INPUT_BYTES - off < MAX_PAYLOAD ?
 
 /* Unpack reply i as a RESULT into r, with room for one layer time and one top-k entry. */
 static int unpack_reply_result(int i, emn_result *r) {
-  static uint32_t layers[1];
+  static uint32_t layers[4];
   static emn_topk_entry topk[1];
   emn_frame f = as_frame(&g_replies[i]);
   r->layer_us = layers;
-  r->layer_cap = 1;
+  r->layer_cap = 4;
   r->topk = topk;
   r->topk_cap = 1;
   return emn_unpack_result(&f, r);
@@ -134,6 +134,13 @@ static int is_error(int i, uint8_t code, uint32_t detail) {
   return emn_unpack_error(&f, &e) == EMN_OK && e.code == code && e.detail == detail;
 }
 
+static const uint32_t kLayerUs[3] = {1000u, 20u, 7u};
+static size_t fake_layer_times(void *ctx, const uint32_t **layer_us) {
+  (void)ctx;
+  *layer_us = kLayerUs;
+  return 3;
+}
+
 int main(void) {
   emn_app app;
   emn_app_ops ops;
@@ -151,6 +158,7 @@ int main(void) {
   ops.cycles = fake_cycles;
   ops.micros = fake_micros;
   ops.entropy = fake_entropy;
+  ops.layer_times = NULL;
   memset(&cfg, 0, sizeof cfg);
   cfg.board_name = "test-board";
   cfg.runtime = "tflm";
@@ -326,6 +334,25 @@ int main(void) {
     emn_result r;
     CHECK(g_n == 2 && unpack_reply_result(1, &r) == EMN_OK && r.cycles == 123456789012ull,
           "missed counter wraps not corrected");
+  }
+
+  /* a runner that times its layers: INFO says so and every RESULT carries them in operator order */
+  g_miss_wraps = 0;
+  ops.layer_times = fake_layer_times;
+  CHECK(emn_app_start(&app, &cfg, &ops, 0x600Du) == EMN_OK, "start with layer times");
+  collect();
+  f = as_frame(&g_replies[0]);
+  CHECK(g_n == 1 && emn_unpack_info(&f, &info) == EMN_OK && info.flags == EMN_FLAG_LAYER_TIMES,
+        "INFO does not advertise layer times");
+  for (off = 0; off < INPUT_BYTES; off += MAX_PAYLOAD) {
+    size_t n = chunk_len(off);
+    send_input(&app, 30, off, INPUT_BYTES, image + off, n);
+  }
+  {
+    emn_result r;
+    CHECK(g_n == 2 && unpack_reply_result(1, &r) == EMN_OK && r.n_layers == 3 && r.layer_us[0] == 1000u &&
+              r.layer_us[1] == 20u && r.layer_us[2] == 7u && r.output_len == OUTPUT_BYTES,
+          "RESULT layer times wrong");
   }
 
   printf("%d checks, %d failed\n", g_checks, g_failures);

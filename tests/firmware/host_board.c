@@ -73,6 +73,11 @@ int emn_model_invoke(const uint8_t **output, const char **error) {
 
 size_t emn_model_arena_used(void) { return 0; }
 
+size_t emn_model_layer_times(const uint32_t **layer_us) {
+  (void)layer_us;
+  return 0;
+}
+
 int main(void) {
   emn_firmware_start();
   for (;;) emn_firmware_poll();
