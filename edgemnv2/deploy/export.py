@@ -1,6 +1,6 @@
 """`edgemnv2 export`: a model → a ready-to-build project for a board (or a phone package).
 
-For microcontrollers (arduino, esp-idf, pico) and the emulated boards (mps2-an386, mps3-an547, host; built
+For microcontrollers (arduino, esp-idf, pico) and the emulated boards (mps2-an386, host; built
 by `edgemnv2 build`, run by `edgemnv2 board-sim --firmware`) the project holds the firmware templates
 (`firmware_templates/common` + the target's board code), the model as a 16-byte aligned const C array,
 `model_ops.h` registering exactly the ops the model uses, `edgemnv2_config.h` (arena size from the
@@ -329,7 +329,7 @@ def _emulated_layout(target: str) -> _Layout:
                    _bare_metal_config if spec.bare_metal else _no_config)
 
 
-EMULATED_TARGETS = ("mps2-an386", "mps3-an547", "host")
+EMULATED_TARGETS = ("mps2-an386", "host")
 LINKER_SCRIPT = "firmware.ld"
 
 
@@ -605,7 +605,6 @@ TARGETS: dict[str, Callable[[ExportRequest], Any]] = {
     "esp-idf": render_firmware,
     "pico": render_firmware,
     "mps2-an386": render_firmware,
-    "mps3-an547": render_firmware,
     "host": render_firmware,
     "linux-agent": render_linux_agent,
     "android": _render_phone,
