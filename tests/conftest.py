@@ -61,13 +61,6 @@ def int8_mnv2_96(tmp_path_factory, shared_weights: Path, calib_dir: Path) -> Pat
 
 
 @pytest.fixture(scope="session")
-def int8_mnv2_035_96(tmp_path_factory, calib_dir: Path) -> Path:
-    """Small int8 MobileNetV2 0.35/96 with random weights, default quantization (1.9 MB; runs on TFLite Micro)."""
-    out = tmp_path_factory.mktemp("models") / "mnv2_0.35_96_int8.tflite"
-    return _convert(out, 0.35, 96, None, calib_dir, 4)
-
-
-@pytest.fixture(scope="session")
 def int8_mnv2_035_128(tmp_path_factory, calib_dir: Path) -> Path:
     """Small int8 MobileNetV2 0.35/128 with random weights, plain converter quantization (outputs meaningless;
     its softmax parameters make TFLite Micro abort, which the arena tests rely on)."""
