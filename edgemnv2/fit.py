@@ -26,7 +26,7 @@ from edgemnv2.profile.report import build_report, grid, human_bytes
 from edgemnv2.profile.spec import mobilenet_v2_graph
 
 if TYPE_CHECKING:
-    from edgemnv2.sweep import CandidateResult
+    from edgemnv2.sweep import CandidateResult, SweepReport
 
 SCHEMA_VERSION = 1
 # Memory schedules the planner knows; TFLite Micro's arena plan is the only one on main so far.
@@ -485,3 +485,55 @@ def render_plot(report: FitReport, path: Path) -> Path:
     from edgemnv2 import atomic
 
     return atomic.save_figure(fig, Path(path), dpi=110)
+
+
+# ---------------------------------------------------------------------------------------------- measure
+
+
+@dataclass(frozen=True)
+class MeasurePlan:
+    variants: tuple[Variant, ...]      # what will be converted and validated, best prior first
+    skipped: tuple[str, ...]           # higher-ranked variants left out, and why
+
+
+def plan_measurement(report: FitReport, top: int, weights: str = "imagenet",
+                     weights_dir: Path | None = None) -> MeasurePlan:
+    """The `top` best fitting variants that can be measured here: ImageNet weights on disk (never downloaded),
+    or any variant with weights "none" (random: agreement only)."""
+    from edgemnv2.models import find_imagenet_weights
+
+    if top < 1:
+        raise InputError(f"--top must be at least 1, got {top}")
+    chosen: list[Variant] = []
+    skipped: list[str] = []
+    no_weights: dict[float, int] = {}
+    for row in report.rows:
+        if len(chosen) == top or not row.fits:
+            break
+        if weights == "imagenet" and find_imagenet_weights(row.variant.alpha, row.variant.resolution, weights_dir) is None:
+            no_weights[row.variant.alpha] = no_weights.get(row.variant.alpha, 0) + 1
+            continue
+        chosen.append(row.variant)
+    for alpha, count in no_weights.items():
+        skipped.append(f"{count} better-ranked variant(s) of alpha {alpha} not measured: no ImageNet weights for it "
+                       f"on disk (put mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224.h5 in the weights "
+                       "folder, or measure with --weights none)")
+    if not chosen:
+        raise InputError("nothing to measure: no fitting variant has weights on disk" + (f" ({skipped[0]})" if skipped else ""))
+    return MeasurePlan(tuple(chosen), tuple(skipped))
+
+
+def apply_sweep(report: FitReport, swept: SweepReport, chosen: MeasurePlan) -> FitReport:
+    """Measured accuracy from a sweep of `chosen.variants` (same order) replaces their priors."""
+    measured = {}
+    notes = list(chosen.skipped)
+    for variant, result in zip(chosen.variants, swept.results):
+        if result.status == "failed":
+            notes.append(f"{variant.name} could not be measured: {result.error}")
+        else:
+            measured[variant] = measured_from(result)
+    counts = {s: sum(r.status == s for r in swept.results) for s in ("measured", "cached", "failed")}
+    notes.append(f"sweep: {counts['measured']} measured on {swept.executor}, {counts['cached']} from the cache, "
+                 f"{counts['failed']} failed, in {swept.wall_seconds:.0f} s; artifacts in {swept.out_dir}")
+    notes += list(swept.notes)
+    return apply_measurements(replace(report, notes=report.notes + tuple(notes)), measured)

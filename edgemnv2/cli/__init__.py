@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "profile": "edgemnv2.cli.profile:profile_cmd",
     "devices": "edgemnv2.cli.profile:devices_cmd",
     "fit": "edgemnv2.cli.fit:fit_cmd",
+    "sweep": "edgemnv2.cli.fit:sweep_cmd",
     "bench": "edgemnv2.cli.bench:bench_cmd",
     "board-sim": "edgemnv2.cli.bench:board_sim_cmd",
     "export": "edgemnv2.cli.export:export_cmd",

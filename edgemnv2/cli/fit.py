@@ -27,6 +27,35 @@ class ByteSize(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+def sweep_options(func):  # type: ignore[no-untyped-def]
+    """Where candidates run and where their artifacts go (fit --measure and sweep)."""
+    options = [
+        click.option("--out-dir", type=click.Path(path_type=Path), default=Path("out/sweep"), show_default=True,
+                     help="Artifacts per candidate (.tflite, sidecar, validation report), cached by content: a "
+                          "rerun skips finished candidates."),
+        click.option("--executor", type=click.Choice(("auto", "ray", "sequential")), default="auto",
+                     show_default=True, help="auto: Ray when installed (pip install 'edgemnv2[scale]'), else one "
+                                             "candidate after another."),
+        click.option("--ray-address", envvar="RAY_ADDRESS", default=None, metavar="ADDR",
+                     help="An existing Ray cluster (host:port or ray://...; default $RAY_ADDRESS, else a local Ray "
+                          "limited to this machine's cores)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def run_and_print(candidates, inputs, out_dir: Path, executor: str, ray_address: str | None):  # type: ignore[no-untyped-def]
+    """Run a sweep with a progress bar; say on stderr how it runs."""
+    from edgemnv2 import executors, sweep
+    from edgemnv2.cli.options import progress_enabled
+
+    chosen = executors.choose(executor, ray_address)
+    for note in chosen.notes:
+        click.echo(f"note: {note}", err=True)
+    return sweep.run_sweep(candidates, inputs, out_dir, chosen, progress=progress_enabled())
+
+
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
     if text is None:
         return None
@@ -57,10 +86,30 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
               help="Write a PNG: accuracy vs latency, marker size = RAM, Pareto front marked (needs matplotlib).")
 @click.option("--markdown", "as_markdown", is_flag=True, help="The table as Markdown.")
 @click.option("--all", "show_all", is_flag=True, help="Show every variant, not only the first 15 rows.")
+@click.option("--measure", is_flag=True,
+              help="Convert and validate the best candidates for real (needs TensorFlow); measured top-1 replaces "
+                   "the published figure in the ranking.")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="With --measure: validation images.")
+@click.option("--top", type=click.IntRange(1), default=3, show_default=True, help="With --measure: how many to measure.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="With --measure: at most N validation images.")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="With --measure: calibration images (default ../shared/data/imagenet-calib).")
+@click.option("--num-calibration", type=click.IntRange(1), default=100, show_default=True,
+              help="With --measure: calibration images to use.")
+@click.option("--weights", type=click.Choice(("imagenet", "none")), default="imagenet", show_default=True,
+              help="With --measure: ImageNet weights found on disk (never downloaded), or random weights "
+                   "(cost-only and pipeline checks: agreement, no accuracy).")
+@click.option("--weights-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder holding Keras's weight files by their own names (default: $EDGEMNV2_WEIGHTS_DIR, "
+                   "../shared/models, the Keras cache).")
+@sweep_options
 @json_option
 def fit_cmd(device: str | None, device_file: Path | None, max_latency_ms: float | None, max_ram: int | None,
             max_flash: int | None, schedule: str, no_external_ram: bool, alphas: str | None, resolutions: str | None,
-            per_tensor: bool, plot: Path | None, as_markdown: bool, show_all: bool, as_json: bool) -> None:
+            per_tensor: bool, plot: Path | None, as_markdown: bool, show_all: bool, measure: bool,
+            data: Path | None, top: int, limit: int | None, calibration: Path | None, num_calibration: int,
+            weights: str, weights_dir: Path | None, out_dir: Path, executor: str, ray_address: str | None,
+            as_json: bool) -> None:
     """Which MobileNetV2 (alpha 0.35-1.4 x input 96-224) gives the best accuracy that fits a device?
 
     Every variant is profiled from its spec (no TensorFlow, well under a second in all), checked against
@@ -72,6 +121,7 @@ def fit_cmd(device: str | None, device_file: Path | None, max_latency_ms: float 
       edgemnv2 fit --device esp32-s3 --max-latency-ms 500
       edgemnv2 fit --device stm32h7 --max-ram 768K --plot stm32h7.png
       edgemnv2 fit --device rpi4 --json
+      edgemnv2 fit --device rpi4 --measure --data ../shared/data/imagenet-val --top 5
     """
     from edgemnv2 import fit as fit_lib
 
@@ -79,6 +129,10 @@ def fit_cmd(device: str | None, device_file: Path | None, max_latency_ms: float 
         raise InputError("choose one of --json and --markdown")
     alpha_grid = _floats(alphas, "--alpha") or ALPHAS
     res_grid = tuple(int(r) for r in _floats(resolutions, "--resolution") or RESOLUTIONS)
+    if measure and data is None:
+        raise InputError("--measure needs --data DIR (the images to validate on)")
+    if not measure and data is not None:
+        raise InputError("--data is for --measure; add --measure to convert and validate the candidates")
     if plot is not None:
         from edgemnv2.convert import ensure_writable
 
@@ -86,6 +140,17 @@ def fit_cmd(device: str | None, device_file: Path | None, max_latency_ms: float 
     limits = fit_lib.Limits(max_latency_ms, max_ram, max_flash, schedule, not no_external_ram)
     report = fit_lib.fit(device, device_file=device_file, limits=limits, alphas=alpha_grid, resolutions=res_grid,
                          per_tensor=per_tensor)
+    if measure:
+        from edgemnv2 import sweep
+
+        chosen = fit_lib.plan_measurement(report, top, weights, weights_dir)
+        for note in chosen.skipped:
+            click.echo(f"note: {note}", err=True)
+        candidates = [sweep.candidate(v.alpha, v.resolution, weights, num_calibration=num_calibration,
+                                      **({"per_tensor": True} if v.per_tensor else {})) for v in chosen.variants]
+        inputs = sweep.SweepInputs(data, calibration, limit, weights_dir)
+        swept = run_and_print(candidates, inputs, out_dir, executor, ray_address)
+        report = fit_lib.apply_sweep(report, swept, chosen)
     if plot is not None:
         try:
             fit_lib.render_plot(report, plot)
@@ -101,3 +166,38 @@ def fit_cmd(device: str | None, device_file: Path | None, max_latency_ms: float 
         click.echo(fit_lib.render_table(report, limit))
     if report.best is None and not any(r.fits for r in report.rows):
         raise GateFailed(f"no MobileNetV2 variant fits {report.device.key}")
+
+
+@click.command("sweep")
+@click.argument("spec", type=click.Path(path_type=Path))
+@sweep_options
+@json_option
+def sweep_cmd(spec: Path, out_dir: Path, executor: str, ray_address: str | None, as_json: bool) -> None:
+    """Convert and validate every candidate of SPEC (a TOML grid of variants x convert options).
+
+    Candidates run in parallel on Ray (local, or the cluster at --ray-address / $RAY_ADDRESS), or one after
+    another without Ray. Finished candidates are cached by content in --out-dir; one candidate's failure is
+    reported and the others go on. Exit 1 when any candidate failed (the table is printed first).
+
+    \b
+    SPEC example:
+      data = "../shared/data/imagenet-val"      # relative to the spec file
+      limit = 50
+      [grid]
+      alpha = [1.0]
+      resolution = [96, 128]
+      per_tensor = [false, true]
+      calibration_method = ["mse", "minmax"]
+    """
+    from edgemnv2 import sweep
+    from edgemnv2.errors import EdgeMNV2Error
+
+    candidates, inputs = sweep.load_spec(spec)
+    report = run_and_print(candidates, inputs, out_dir, executor, ray_address)
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(sweep.render_table(report))
+    if report.failed:
+        raise EdgeMNV2Error(f"{len(report.failed)} of {len(report.results)} candidates failed; first: "
+                            f"{report.failed[0].candidate.name}: {report.failed[0].error}")
