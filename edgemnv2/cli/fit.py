@@ -74,7 +74,8 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
 @click.option("--max-ram", type=ByteSize(), default=None, help="RAM budget below the device's, e.g. 400K.")
 @click.option("--max-flash", type=ByteSize(), default=None, help="Flash budget below the device's, e.g. 1.5M.")
 @click.option("--schedule", type=click.Choice(("tflm",)), default="tflm", show_default=True,
-              help="Memory schedule the RAM figure assumes (tflm: TensorFlow Lite Micro's arena plan).")
+              help="Memory schedule the RAM figure assumes (tflm: TensorFlow Lite Micro's arena plan; the inplace "
+                   "and patch schedules need a converted .tflite: `profile MODEL --schedule auto`).")
 @click.option("--no-external-ram", is_flag=True,
               help="Do not count a board's PSRAM/SDRAM (slower than on-chip RAM) as RAM.")
 @click.option("--alpha", "alphas", default=None, metavar="A[,A...]",

@@ -143,3 +143,20 @@ def test_fit_measures_the_best_variants_with_weights(val3: Path, calib4: Path, t
     assert any("1.0/96 could not be measured: converter exploded" in n for n in measured.notes)
     assert any(r.measured and r.measured.weights_note and "trained at 224" in r.measured.weights_note
                for r in measured.rows)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgemnv2.cli import cli
+
+    runner = CliRunner()
+    for args, message in [(["fit", "-d", "rpi4", "--measure"], "--measure needs --data"),
+                          (["fit", "-d", "rpi4", "--data", str(tmp_path)], "--data is for --measure"),
+                          (["sweep", str(tmp_path / "none.toml")], "does not exist"),
+                          (["sweep", str(tmp_path / "none.toml"), "--executor", "sequential", "--ray-address", "x:1"],
+                           "does not exist")]:
+        result = runner.invoke(cli, args)
+        assert isinstance(result.exception, InputError) and message in str(result.exception), (args, result.output)
+    result = runner.invoke(cli, ["fit", "-d", "rpi4", "--measure", "--data", str(tmp_path), "--top", "0"])
+    assert result.exit_code == 2 and "--top" in result.output
