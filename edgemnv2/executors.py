@@ -18,10 +18,11 @@ from edgemnv2.errors import InputError
 from edgemnv2.sweep import Task, run_task
 
 EXECUTORS = ("auto", "ray", "sequential")
-# Memory one task reserves on a Ray node: TensorFlow + Keras + the converter hold about 1.5 GB for the small
-# variants (peak RSS is recorded per task in every result); wider and larger inputs add their tensors.
-TASK_MEMORY_BASE = 1536 * 2**20
-TASK_MEMORY_PER_MAC = 4.0          # bytes per multiply-accumulate: calibration activations for 100 images
+# Memory one task reserves on a Ray node, from the peak RSS every result records: 0.97 GiB for 0.35/96 (12 M MACs,
+# 4 calibration / 3 validation images), 1.66 GiB for 1.0/192 (221 M MACs, 100 / 300 images). A base for
+# TensorFlow + Keras + the converter plus 3.3 bytes per multiply-accumulate reserves 17% and 7% more than those.
+TASK_MEMORY_BASE = int(1.1 * 2**30)
+TASK_MEMORY_PER_MAC = 3.3
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20   # results are a few MB each
 
 

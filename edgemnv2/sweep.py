@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 MODEL_FILE = "model.tflite"
+RANDOM_WEIGHTS_FILE = "random.weights.h5"
 # convert options a sweep may vary, with their types (edgemnv2.convert.ConvertOptions fields)
 OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "quantize": (str,), "io": (str,), "per_tensor": (bool,), "calibration_method": (str,), "equalize": (bool,),
@@ -321,8 +322,10 @@ def _convert_and_validate(task: Task, tmp: Path) -> dict[str, Any]:
     result = convert(spec, ConvertOptions(calibration=Path(task.calibration), output=output, **cand.option_dict))
     report = validate(output, spec, Path(task.data), limit=task.limit)
     import_keras().backend.clear_session()  # in-process sweeps: free the graphs before the next candidate
-    sidecar = dict(result.sidecar)
-    return {"tflite": output.read_bytes(), "sidecar": sidecar, "validation": _jsonable(asdict(report))}
+    out = {"tflite": output.read_bytes(), "sidecar": _jsonable(result.sidecar), "validation": _jsonable(asdict(report))}
+    if task.weights_file is None:  # the seeded random weights travel with the model: validate can find its reference
+        out["random_weights"] = Path(weights).read_bytes()
+    return out
 
 
 def _node() -> str:
@@ -361,14 +364,22 @@ def _store(folder: Path, task: Task, note: str | None, out: dict[str, Any]) -> C
     from edgemnv2 import atomic
 
     sidecar = out["sidecar"]
+    if "random_weights" in out:  # point the sidecar and the report at the weights kept beside the model
+        kept = str(folder / RANDOM_WEIGHTS_FILE)
+        for source in (sidecar.get("source") or {}, out["validation"].get("reference") or {}):
+            if "weights_file" in source:
+                source["weights_file"] = kept
     conversion = {k: sidecar.get(k) for k in ("file_size", "sha256", "ops", "op_count", "fully_integer", "options",
                                               "wall_time_s", "quantization")}
     stored = {"schema_version": SCHEMA_VERSION, "key": task.key, "candidate": asdict(task.candidate),
               "weights_file": task.weights_file, "weights_note": note, "conversion": conversion,
               "validation": out["validation"], "seconds": out.get("seconds"),
               "peak_rss_bytes": out.get("peak_rss_bytes"), "node": out.get("node")}
-    with atomic.staged_dir(folder, generated=(MODEL_FILE, MODEL_FILE + ".json", "validation.json", RESULT_FILE)) as stage:
+    generated = (MODEL_FILE, MODEL_FILE + ".json", "validation.json", RANDOM_WEIGHTS_FILE, RESULT_FILE)
+    with atomic.staged_dir(folder, generated=generated) as stage:
         (stage / MODEL_FILE).write_bytes(out["tflite"])
+        if "random_weights" in out:
+            (stage / RANDOM_WEIGHTS_FILE).write_bytes(out["random_weights"])
         (stage / (MODEL_FILE + ".json")).write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
         (stage / "validation.json").write_text(json.dumps(out["validation"], indent=2) + "\n")
         (stage / RESULT_FILE).write_text(json.dumps(stored, indent=2, default=str) + "\n")  # last: marks it finished
@@ -451,5 +462,7 @@ def comparable(result: CandidateResult) -> dict[str, Any]:
     """What must agree between two runs of the same candidate (timings and paths left out)."""
     timing = {"float_seconds", "tflite_seconds", "tflite_images_per_second", "model", "data"}
     validation = {k: v for k, v in (result.validation or {}).items() if k not in timing}
+    if "reference" in validation:  # where the weights file lies differs between output folders
+        validation["reference"] = {k: v for k, v in validation["reference"].items() if k != "weights_file"}
     return {"key": result.key, "sha256": (result.conversion or {}).get("sha256"), "validation": validation,
             "error": result.error}

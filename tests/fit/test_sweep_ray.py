@@ -82,9 +82,15 @@ def _sweep(spec: Path, out: Path, env: dict[str, str], *args: str) -> subprocess
 
 
 def _comparable(results: list[dict]) -> list[dict]:
+    """Everything but timings and the paths of the output folder."""
     timing = {"float_seconds", "tflite_seconds", "tflite_images_per_second", "model", "data"}
-    return [{"key": r["key"], "status": r["status"], "sha256": (r["conversion"] or {}).get("sha256"),
-             "validation": {k: v for k, v in (r["validation"] or {}).items() if k not in timing}} for r in results]
+    out = []
+    for r in results:
+        validation = {k: v for k, v in r["validation"].items() if k not in timing}
+        validation["reference"] = {k: v for k, v in validation["reference"].items() if k != "weights_file"}
+        out.append({"key": r["key"], "status": r["status"], "sha256": r["conversion"]["sha256"],
+                    "validation": validation})
+    return out
 
 
 def test_two_node_ray_sweep_equals_sequential(ray_cluster, tmp_path: Path, val3: Path, calib4: Path) -> None:
@@ -105,6 +111,9 @@ def test_two_node_ray_sweep_equals_sequential(ray_cluster, tmp_path: Path, val3:
     assert _comparable(ray_report["results"]) == _comparable(seq_report["results"])
     assert ray_report["results"][0]["conversion"]["sha256"] != ray_report["results"][1]["conversion"]["sha256"]
     assert len({r["node"] for r in ray_report["results"]}) == 2, "one task per node (one CPU each)"
+    kept = Path(ray_report["results"][0]["model"]).with_name("random.weights.h5")
+    assert kept.is_file() and json.loads(Path(str(ray_report["results"][0]["model"]) + ".json").read_text()
+                                         )["source"]["weights_file"] == str(kept)
     assert any("2 node(s)" in note for note in ray_report["notes"])
     # a rerun on the cluster finds everything in the cache and runs nothing
     again = _sweep(spec, tmp_path / "ray", env, "--ray-address", address)
