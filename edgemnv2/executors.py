@@ -19,10 +19,11 @@ from edgemnv2.sweep import Task, run_task
 
 EXECUTORS = ("auto", "ray", "sequential")
 # Memory one task reserves on a Ray node, from the peak RSS every result records: 0.97 GiB for 0.35/96 (12 M MACs,
-# 4 calibration / 3 validation images), 1.66 GiB for 1.0/192 (221 M MACs, 100 / 300 images). A base for
-# TensorFlow + Keras + the converter plus 3.3 bytes per multiply-accumulate reserves 17% and 7% more than those.
+# 4 calibration / 3 validation images), 1.66 GiB for 1.0/192 (221 M MACs) and 2.02 GiB for 1.0/224 (301 M MACs,
+# both 100 / 300 images). A base for TensorFlow + Keras + the converter plus 3.6 bytes per multiply-accumulate
+# reserves 17%, 11% and 4% more than those.
 TASK_MEMORY_BASE = int(1.1 * 2**30)
-TASK_MEMORY_PER_MAC = 3.3
+TASK_MEMORY_PER_MAC = 3.6
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20   # results are a few MB each
 
 
@@ -82,7 +83,7 @@ class RayExecutor:
             else:
                 ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                          object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError or a bare Exception (timeouts)
             where = self.address or "a local Ray"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"cannot start or reach {where}: {first[:200]}") from None
