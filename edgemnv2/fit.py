@@ -476,7 +476,8 @@ def render_plot(report: FitReport, path: Path) -> Path:
     ax.xaxis.set_minor_formatter(plain)
     ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel(f"estimated latency on {report.device.key} (ms, log scale)")
-    ax.set_ylabel("ImageNet top-1 (%)")
+    measured = any(r.accuracy_kind == "measured" for r in rows)
+    ax.set_ylabel("top-1 (%): published ImageNet" + (", or measured on your images" if measured else ""))
     ax.set_title(f"MobileNetV2 family on {report.device.key}: accuracy vs latency (marker area = peak RAM, "
                  f"largest {human_bytes(biggest)})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)

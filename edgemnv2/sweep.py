@@ -308,6 +308,9 @@ def _convert_and_validate(task: Task, tmp: Path) -> dict[str, Any]:
         if folder is not None and not Path(folder).exists():
             raise InputError(f"{folder} is not readable on this node ({_node()}): sweep inputs must be on a "
                              "file system every node sees")
+    output = tmp / MODEL_FILE
+    # options are checked before anything slow: a bad combination fails in milliseconds, TensorFlow not imported
+    options = ConvertOptions(calibration=Path(task.calibration), output=output, **cand.option_dict)
     weights = task.weights_file
     if weights is None:  # seeded random weights: the same model on every node and every run
         keras = import_keras()
@@ -318,8 +321,7 @@ def _convert_and_validate(task: Task, tmp: Path) -> dict[str, Any]:
         model.save_weights(weights)
         keras.backend.clear_session()
     spec = ModelSpec(cand.alpha, cand.resolution, weights)
-    output = tmp / MODEL_FILE
-    result = convert(spec, ConvertOptions(calibration=Path(task.calibration), output=output, **cand.option_dict))
+    result = convert(spec, options)
     report = validate(output, spec, Path(task.data), limit=task.limit)
     import_keras().backend.clear_session()  # in-process sweeps: free the graphs before the next candidate
     out = {"tflite": output.read_bytes(), "sidecar": _jsonable(result.sidecar), "validation": _jsonable(asdict(report))}

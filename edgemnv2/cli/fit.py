@@ -144,9 +144,7 @@ def fit_cmd(device: str | None, device_file: Path | None, max_latency_ms: float 
     if measure:
         from edgemnv2 import sweep
 
-        chosen = fit_lib.plan_measurement(report, top, weights, weights_dir)
-        for note in chosen.skipped:
-            click.echo(f"note: {note}", err=True)
+        chosen = fit_lib.plan_measurement(report, top, weights, weights_dir)  # what it skips is in the report
         candidates = [sweep.candidate(v.alpha, v.resolution, weights, num_calibration=num_calibration,
                                       **({"per_tensor": True} if v.per_tensor else {})) for v in chosen.variants]
         inputs = sweep.SweepInputs(data, calibration, limit, weights_dir)

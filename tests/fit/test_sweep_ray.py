@@ -3,7 +3,8 @@
 The cluster is two `ray start --block` processes (a head and a node joining it, one CPU each, their own temp
 folder and auth token); the finalizer stops exactly those two (SIGTERM: each stops its own node's processes),
 even when the test fails. `ray stop` is not used: it stops every Ray process of the machine, other users'
-included. Candidates are 0.35/96 with seeded random weights, the plain converter and three images.
+included. The default suite sends two candidates that fail in the workers; the slow test converts 0.35/96
+with seeded random weights (plain converter, three images) on the cluster and sequentially and compares.
 """
 
 from __future__ import annotations
@@ -93,6 +94,28 @@ def _comparable(results: list[dict]) -> list[dict]:
     return out
 
 
+def test_two_node_ray_sweep_reports_each_failure(ray_cluster, tmp_path: Path, val3: Path, calib4: Path) -> None:
+    """Default suite: the cluster runs the tasks and every failure comes back as its own line (no TensorFlow:
+    the options are refused in the worker before anything is built)."""
+    address, env = ray_cluster
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(f'data = "{val3}"\ncalibration = "{calib4}"\n[grid]\nalpha = [0.35]\nresolution = [96, 128]\n'
+                    'weights = "none"\nquantize = "float16"\nio = "uint8"\n')
+    proc = _sweep(spec, tmp_path / "ray", env, "--ray-address", address)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1
+    report = json.loads(out)
+    assert [r["status"] for r in report["results"]] == ["failed", "failed"]
+    assert all(r["error"] == "--io uint8 needs --quantize int8 (float16 models keep float32 I/O)"
+               for r in report["results"])
+    assert report["executor"] == f"ray ({address})" and any("2 node(s)" in n for n in report["notes"])
+    assert [line for line in err.splitlines() if line.startswith("Error: ")] == [
+        "Error: 2 of 2 candidates failed; first: 0.35/96 weights=none io=uint8 quantize=float16: --io uint8 needs "
+        "--quantize int8 (float16 models keep float32 I/O)"]
+    assert not (tmp_path / "ray").exists() or not any((tmp_path / "ray").iterdir())  # nothing cached for failures
+
+
+@pytest.mark.slow  # two real conversions on the cluster and two in a sequential sweep: minutes on a loaded machine
 def test_two_node_ray_sweep_equals_sequential(ray_cluster, tmp_path: Path, val3: Path, calib4: Path) -> None:
     address, env = ray_cluster
     spec = tmp_path / "sweep.toml"
