@@ -12,10 +12,10 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from edgemnv2.errors import InputError
-from edgemnv2.sweep import Task, run_task
+from edgemnv2.sweep import Executor, Task, run_task
 
 EXECUTORS = ("auto", "ray", "sequential")
 # Memory one task reserves on a Ray node, from the peak RSS every result records: 0.97 GiB for 0.35/96 (12 M MACs,
@@ -25,14 +25,6 @@ EXECUTORS = ("auto", "ray", "sequential")
 TASK_MEMORY_BASE = int(1.1 * 2**30)
 TASK_MEMORY_PER_MAC = 3.6
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20   # results are a few MB each
-
-
-class Executor(Protocol):
-    name: str
-    notes: tuple[str, ...]
-
-    def run(self, tasks: list[Task]) -> Iterator[tuple[Task, dict[str, Any]]]:
-        """Run every task; yield (task, output) as each finishes, in any order."""
 
 
 class SequentialExecutor:

@@ -23,17 +23,14 @@ import math
 import re
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from edgemnv2 import __version__
 from edgemnv2.errors import EdgeMNV2Error, InputError
 from edgemnv2.models import ALPHAS, RESOLUTIONS, find_imagenet_weights, weights_filename
-
-if TYPE_CHECKING:
-    from edgemnv2.executors import Executor
 
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
@@ -104,6 +101,16 @@ class Task:
     data: str
     calibration: str
     limit: int | None
+
+
+class Executor(Protocol):
+    """Where tasks run (implementations in edgemnv2.executors: sequential, Ray)."""
+
+    name: str
+    notes: tuple[str, ...]
+
+    def run(self, tasks: list[Task]) -> Iterator[tuple[Task, dict[str, Any]]]:
+        """Run every task; yield (task, run_task's output) as each finishes, in any order."""
 
 
 @dataclass(frozen=True)
