@@ -9,6 +9,7 @@ with seeded random weights (plain converter, three images) on the cluster and se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -34,8 +35,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """`ray start ... --block`, returned once it reports the node started (its own output is the event)."""
+def _start(args: list[str], env: dict[str, str], attempts: int = 2) -> subprocess.Popen:
+    """`ray start ... --block`, returned once it reports the node started (its own output is the event).
+
+    Ray gives a new node 30 s to register (hard-coded); on a machine loaded by other jobs that can pass, so a
+    start that timed out is cleaned up (its session, by id) and tried once more."""
     proc = subprocess.Popen([*RAY, "start", *args, "--block", "--disable-usage-stats"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     seen = []
@@ -44,6 +48,11 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
         if STARTED in line:
             return proc
     proc.wait()
+    proc.stdout.close()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if attempts > 1 and any("timed out during startup" in line for line in seen):
+        return _start(args, env, attempts - 1)
     raise AssertionError("ray start failed:\n" + "".join(seen[-20:]))
 
 
