@@ -89,6 +89,7 @@ class Measured:
     float_top1: float | None
     agreement: float               # top-1 agreement int8 vs float, percent
     mean_kl: float
+    top1_ci: tuple[float, float] | None  # 95% Wilson interval of the int8 top-1 (validate's)
     imagenet_weights: bool         # False: random or user weights, so top-1 is not an ImageNet figure
     weights_note: str | None       # e.g. "weights trained at 224"
     model: str                     # the .tflite the sweep wrote
@@ -329,7 +330,9 @@ def measured_from(result: CandidateResult) -> Measured:
     v = result.validation or {}
     return Measured(images=int(v.get("images", 0)), top1=v.get("tflite_top1"), top5=v.get("tflite_top5"),
                     float_top1=v.get("float_top1"), agreement=float(v.get("top1_agreement", 0.0)),
-                    mean_kl=float(v.get("mean_kl", 0.0)), imagenet_weights=result.candidate.weights == "imagenet",
+                    mean_kl=float(v.get("mean_kl", 0.0)),
+                    top1_ci=(ci["low"], ci["high"]) if (ci := v.get("tflite_top1_ci")) else None,
+                    imagenet_weights=result.candidate.weights == "imagenet",
                     weights_note=result.weights_note, model=str(result.model or ""))
 
 
@@ -339,10 +342,8 @@ def apply_measurements(report: FitReport, measured: dict[Variant, Measured]) -> 
     notes = report.notes
     if measured:
         n = max(m.images for m in measured.values())
-        # a binomial 95% interval at the worst case p = 0.5: what n images can tell apart
-        notes += (f"measured: int8 top-1 on your images (n={n}, +-{196 * math.sqrt(0.25 / max(n, 1)):.1f} points "
-                  "95% interval) ranks first; it is not on the published figures' scale (ImageNet validation, "
-                  "50,000 images), so compare measured with measured",)
+        notes += (f"measured: int8 top-1 on your images (n={n}; 95% intervals beside each) ranks first; it is not on "
+                  "the published figures' scale (ImageNet validation, 50,000 images), so compare measured with measured",)
         if any(not m.imagenet_weights for m in measured.values()):
             notes += ("measured with non-ImageNet weights: only agreement is meaningful, the ranking keeps the "
                       "published priors",)
@@ -404,8 +405,9 @@ def _measured_lines(report: FitReport) -> list[str]:
     for r in rows:
         m = r.measured
         assert m is not None
-        acc = (f"int8 top-1 {m.top1:.1f}% (float {m.float_top1:.1f}%)" if m.top1 is not None and m.float_top1 is not None
-               else "unlabelled images: no top-1")
+        ci = f" [95% {m.top1_ci[0]:.1f}-{m.top1_ci[1]:.1f}]" if m.top1_ci else ""
+        acc = (f"int8 top-1 {m.top1:.1f}%{ci} (float {m.float_top1:.1f}%)"
+               if m.top1 is not None and m.float_top1 is not None else "unlabelled images: no top-1")
         published = f"published {r.published.top1:.1f}%" if r.published else "no published figure"
         lines.append(f"measured {r.variant.name}: {acc}, agreement {m.agreement:.1f}%, mean KL {m.mean_kl:.4f} on "
                      f"{m.images} images; {published}; estimated {r.latency_ms:.1f} ms"

@@ -331,7 +331,8 @@ def _convert_and_validate(task: Task, tmp: Path) -> dict[str, Any]:
     result = convert(spec, options)
     report = validate(output, spec, Path(task.data), limit=task.limit)
     import_keras().backend.clear_session()  # in-process sweeps: free the graphs before the next candidate
-    out = {"tflite": output.read_bytes(), "sidecar": _jsonable(result.sidecar), "validation": _jsonable(asdict(report))}
+    out = {"tflite": output.read_bytes(), "sidecar": _jsonable(result.sidecar.to_json()),
+           "validation": _jsonable(asdict(report))}
     if task.weights_file is None:  # the seeded random weights travel with the model: validate can find its reference
         out["random_weights"] = Path(weights).read_bytes()
     return out

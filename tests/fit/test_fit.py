@@ -97,7 +97,7 @@ def test_per_tensor_variants_are_smaller_and_share_the_prior() -> None:
 
 def _measured(top1: float, imagenet: bool = True) -> Measured:
     return Measured(images=300, top1=top1, top5=95.0, float_top1=top1 + 0.5, agreement=98.0, mean_kl=0.05,
-                    imagenet_weights=imagenet, weights_note=None, model="m.tflite")
+                    top1_ci=(top1 - 5, top1 + 4), imagenet_weights=imagenet, weights_note=None, model="m.tflite")
 
 
 def test_measurements_replace_priors_and_rank_first() -> None:
