@@ -78,7 +78,7 @@ def bench_cmd(port: str, baud: int, model: Path, images: Path, count: int | None
               help="The .tflite model to serve with the Python board (or use --firmware).")
 @click.option("--firmware", type=click.Path(path_type=Path), default=None,
               help="Run the real C firmware instead: a project from `edgemnv2 build` (or its ELF), in QEMU for "
-                   "mps2-an386, natively for host.")
+                   "mps2-an386/mps3-an547, natively for host.")
 @click.option("--icount", is_flag=True, help="With --firmware on QEMU: -icount shift=0, so cycles = instructions.")
 @click.option("--kernels", type=click.Choice(["cmsis-nn", "reference"]), default=None,
               help="With --firmware PROJECT: which build to run [default: the newest].")

@@ -329,7 +329,7 @@ def _emulated_layout(target: str) -> _Layout:
                    _bare_metal_config if spec.bare_metal else _no_config)
 
 
-EMULATED_TARGETS = ("mps2-an386", "host")
+EMULATED_TARGETS = ("mps2-an386", "mps3-an547", "host")
 LINKER_SCRIPT = "firmware.ld"
 
 
@@ -605,6 +605,7 @@ TARGETS: dict[str, Callable[[ExportRequest], Any]] = {
     "esp-idf": render_firmware,
     "pico": render_firmware,
     "mps2-an386": render_firmware,
+    "mps3-an547": render_firmware,
     "host": render_firmware,
     "linux-agent": render_linux_agent,
     "android": _render_phone,

@@ -100,7 +100,7 @@ def read_manifest(project: Path) -> dict:
     path = Path(project) / MANIFEST_NAME
     if not path.is_file():
         raise InputError(f"{project} is not an exported project (no {MANIFEST_NAME}); "
-                         "render one with `edgemnv2 export --target mps2-an386|host`")
+                         "render one with `edgemnv2 export --target mps2-an386|mps3-an547|host`")
     return json.loads(path.read_text())
 
 

@@ -1,4 +1,4 @@
-"""The built firmware as a virtual board: QEMU (`mps2-an386`) or the host build, its UART on a
+"""The built firmware as a virtual board: QEMU (`mps2-an386`, `mps3-an547`) or the host build, its UART on a
 pseudo-terminal whose path `start()` returns, exactly like `edgemnv2 board-sim` prints it.
 
 The child runs in its own process group and gets SIGKILL if this process dies (PR_SET_PDEATHSIG), so no QEMU
@@ -52,7 +52,7 @@ class FirmwareBoard:
         self.elf, self.target = find_elf(Path(firmware), self.options.kernels)
         self.spec = build_target(self.target)
         if self.options.icount and not self.spec.bare_metal:
-            raise InputError("--icount applies to the QEMU target (mps2-an386), not the host build")
+            raise InputError("--icount applies to the QEMU targets (mps2-an386, mps3-an547), not the host build")
         self.proc: subprocess.Popen | None = None
         self.path = ""
         self._found = threading.Event()

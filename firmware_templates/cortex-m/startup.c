@@ -1,4 +1,4 @@
-/* Bare-metal start for the QEMU Cortex-M boards (mps2-an386): vector table, reset handler
+/* Bare-metal start for the QEMU Cortex-M boards (mps2-an386, mps3-an547): vector table, reset handler
  * (FPU on, .data copied, .bss zeroed, newlib semihosting and C++ constructors), then main().
  * Linked with -nostartfiles against the linker script rendered beside this file. */
 #include <stdint.h>

@@ -150,7 +150,7 @@ def _host_project(tmp_path: Path, cm4_build) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["mps2-an386", "host"])
+@pytest.mark.parametrize("target", ["mps2-an386", "mps3-an547", "host"])
 def test_mobilenet_v2_96_full_run(target: str, tmp_path_factory, int8_mnv2_96: Path, object_cache: Path,
                                   tflm_dir: Path, shared_dir: Path, tmp_path: Path) -> None:
     build = _export_and_build(tmp_path_factory, int8_mnv2_96, target, object_cache, tflm_dir)

@@ -1,0 +1,58 @@
+/* QEMU mps3-an547 (Cortex-M55, Secure state): UART0 (CMSDK, Secure alias 0x59303000) and a 64-bit clock
+ * from SysTick (32 MHz processor clock, 24-bit) whose wrap exception counts the high part.
+ *
+ * Cycles are nanoseconds of the machine's virtual time (125 per 4 ticks): under `qemu -icount shift=0`
+ * one instruction takes 1 ns, so they are instruction counts. */
+#include <time.h>
+
+#include "cmsdk_uart.h"
+#include "edgemnv2_board.h"
+
+#define EMN_UART0 ((emn_cmsdk_uart *)0x59303000u)
+#define EMN_UART_CLOCK_HZ 25000000u
+#define EMN_SYSTICK_HZ 32000000u
+#define EMN_SYSTICK_BITS 24u
+
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
+#define ICSR_PENDSTSET (1u << 26)
+
+static volatile uint32_t g_wraps;
+
+void SysTick_Handler(void) { g_wraps++; }
+
+void emn_board_init(uint32_t baud) {
+  emn_uart_init(EMN_UART0, EMN_UART_CLOCK_HZ, baud);
+  SYST_CSR = 0;
+  SYST_RVR = (1u << EMN_SYSTICK_BITS) - 1u;
+  SYST_CVR = 0;
+  SYST_CSR = 0x7u; /* processor clock, exception on wrap, enabled */
+  __asm volatile("cpsie i" ::: "memory");
+}
+
+size_t emn_board_read(uint8_t *buf, size_t cap) { return emn_uart_read(EMN_UART0, buf, cap); }
+
+void emn_board_write(const uint8_t *data, size_t n) { emn_uart_write(EMN_UART0, data, n); }
+
+/* SysTick ticks since init; a wrap whose exception is still pending is counted here. */
+static uint64_t ticks(void) {
+  uint32_t primask, wraps, value;
+  const uint32_t top = (1u << EMN_SYSTICK_BITS) - 1u;
+  __asm volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask)::"memory");
+  wraps = g_wraps;
+  value = SYST_CVR;
+  if (SCB_ICSR & ICSR_PENDSTSET) {
+    wraps++;
+    value = SYST_CVR;
+  }
+  __asm volatile("msr primask, %0" ::"r"(primask) : "memory");
+  return ((uint64_t)wraps << EMN_SYSTICK_BITS) + (top - value);
+}
+
+uint64_t emn_board_cycles(void) { return ticks() * 125u / 4u; }
+
+uint64_t emn_board_micros(void) { return ticks() / (EMN_SYSTICK_HZ / 1000000u); }
+
+uint32_t emn_board_entropy(void) { return (uint32_t)time(NULL) ^ SYST_CVR; }
