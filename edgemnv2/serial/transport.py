@@ -15,7 +15,6 @@ import hashlib
 import os
 import queue
 import tempfile
-import termios
 import threading
 from collections import Counter
 from pathlib import Path
@@ -69,16 +68,15 @@ class Transport:
         self._inbox: queue.Queue[object] = queue.Queue()
         self._lost: str | None = None
         local = "://" not in port
-        try:  # exclusive: pyserial's flock on a local port, refused if another program holds one
+        # exclusive: pyserial's flock on a local port, refused if another program holds one, released with the
+        # file however we end. Not TIOCEXCL: it outlives us while anyone else (board-sim) keeps the tty open.
+        try:
             self._serial = serial.serial_for_url(port, baudrate=baud, timeout=1, write_timeout=write_timeout,
                                                  **({"exclusive": True} if local else {}))
         except serial.SerialException as exc:
             raise _open_error(port, exc) from exc
         except ValueError as exc:
             raise InputError(f"cannot open {port} at {baud} baud: {exc}") from exc
-        if local and hasattr(termios, "TIOCEXCL"):
-            with contextlib.suppress(OSError, AttributeError, ValueError):  # not a tty: the flock still holds
-                fcntl.ioctl(self._serial.fileno(), termios.TIOCEXCL)  # later opens fail (for non-root)
         self._protocol = FramedProtocol(self._inbox, self.faults)
         self._reader = serial.threaded.ReaderThread(self._serial, lambda: self._protocol)
         self._reader.start()
