@@ -70,6 +70,33 @@ class LatencyStats:
 
 
 @dataclasses.dataclass
+class LayerTimes:
+    """The board's per-op times (RESULT `layer_us`), mean over the images that carried them.
+
+    `gap_fraction` says how much of the whole inference the ops' sum misses (the interpreter's loop between
+    ops): the check that per-layer times account for the inference.
+    """
+
+    images: int  # results with per-layer times
+    mean_us: list[float]  # per op, in graph order
+    sum_us: float  # sum of the per-op means
+    whole_us: float  # mean whole-inference time of the same images
+    gap_fraction: float | None  # (whole - sum) / whole
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]]) -> "LayerTimes | None":
+        timed = [r for r in records if r.get("layer_us")]
+        lengths = {len(r["layer_us"]) for r in timed}
+        if not timed or len(lengths) != 1:
+            return None
+        mean = np.mean(np.asarray([r["layer_us"] for r in timed], dtype=np.float64), axis=0)
+        whole = float(np.mean([r["latency_us"] for r in timed]))
+        total = float(mean.sum())
+        return cls(len(timed), [round(float(v), 1) for v in mean], round(total, 1), round(whole, 1),
+                   round((whole - total) / whole, 5) if whole else None)
+
+
+@dataclasses.dataclass
 class BenchReport:
     """Summary of a bench run (this run plus, with --resume, the results already in the JSONL)."""
 
@@ -108,6 +135,7 @@ class BenchReport:
     elapsed_s: float
     complete: bool
     stopped: str | None = None  # why the run stopped early
+    layers: LayerTimes | None = None  # per-op times when the board reports them
 
 
 class ReferenceRun:
@@ -656,7 +684,8 @@ def _report(options: BenchOptions, info: p.Info | None, records: dict[int, dict[
         overhead=round((transport.tx_bytes - payload) / payload, 5) if payload else None,
         payload_bytes=payload, tx_bytes=transport.tx_bytes, rx_bytes=transport.rx_bytes,
         retries=streamer.retries, crc_errors=sum(transport.faults.values()), resets=streamer.resets,
-        elapsed_s=round(elapsed, 3), complete=stopped is None and len(records) == total, stopped=stopped)
+        elapsed_s=round(elapsed, 3), complete=stopped is None and len(records) == total, stopped=stopped,
+        layers=LayerTimes.of(ok))
 
 
 def render_report(report: BenchReport) -> str:
@@ -685,7 +714,20 @@ def render_report(report: BenchReport) -> str:
     if report.overhead is not None:
         lines.append(f"link         overhead {report.overhead:.3%} of {report.payload_bytes} payload bytes; "
                      f"{report.retries} retries, {report.crc_errors} bad frames received, {report.resets} resets")
+    if report.layers:
+        lines.extend(_render_layers(report.layers))
     lines.append(f"written      {report.out}")
     if report.stopped:
         lines.append(f"STOPPED      {report.stopped}")
     return "\n".join(lines)
+
+
+def _render_layers(layers: LayerTimes) -> list[str]:
+    gap = f"{layers.gap_fraction:.2%}" if layers.gap_fraction is not None else "?"
+    lines = [f"per layer    {len(layers.mean_us)} ops, mean over {layers.images} images: sum {layers.sum_us:.0f} µs "
+             f"vs whole inference {layers.whole_us:.0f} µs ({gap} between ops)",
+             "  op      mean µs   share"]
+    for index, us in enumerate(layers.mean_us):
+        share = us / layers.sum_us if layers.sum_us else 0.0
+        lines.append(f"  {index:>3}  {us:>10.1f}  {share:>6.1%}")
+    return lines
