@@ -24,6 +24,7 @@ BUILD_SCHEMA_VERSION = 1
 def build_cmd(project: Path, tflm_dir: Path | None, kernels: str | None, jobs: int, as_json: bool) -> None:
     """Build PROJECT (from `edgemnv2 export --target mps2-an386|mps3-an547|host`): the TFLM core and only the
     kernels the model registers, object files cached in the user cache; prints the ELF and its text/data/bss.
+    A static-engine project (`export --engine static --target ...`) compiles its generated engine only.
 
     \b
     Examples:

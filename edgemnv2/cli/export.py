@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,20 +11,25 @@ from edgemnv2.cli.options import emit_json, json_option, output_option, to_jsona
 from edgemnv2.deploy.export import DEFAULT_BAUD, TARGETS, ExportRequest, FirmwareExport, export_project
 from edgemnv2.errors import InputError
 
+if TYPE_CHECKING:
+    from edgemnv2.deploy.static_engine import EngineOptions
 
-def _static_engine(target: str | None, model: Path, out: Path, schedule: str, ram_budget: int | None,
-                   patch_split: int | None, tiles: str | None, as_json: bool) -> None:
-    from edgemnv2.deploy.static_engine import generate_engine
+
+def _engine_options(schedule: str, ram_budget: int | None, patch_split: int | None, tiles: str | None) -> EngineOptions:
+    from edgemnv2.deploy.static_engine import EngineOptions
     from edgemnv2.profile.schedule import parse_grid
 
-    if target is not None:
-        raise InputError("--engine static writes the engine sources, not a firmware project yet: drop --target")
     if (patch_split is None) != (tiles is None):
         raise InputError("give --patch-split and --tiles together (or neither: they are searched)")
     if schedule != "patch" and (patch_split is not None or ram_budget is not None):
         raise InputError("--ram-budget, --patch-split and --tiles go with --schedule patch")
-    result = generate_engine(model, out, schedule, ram_budget, patch_split,
-                             parse_grid(tiles) if tiles is not None else None)
+    return EngineOptions(schedule, ram_budget, patch_split, parse_grid(tiles) if tiles is not None else None)
+
+
+def _static_engine(model: Path, out: Path, options: EngineOptions, as_json: bool) -> None:
+    from edgemnv2.deploy.static_engine import generate_engine
+
+    result = generate_engine(model, out, options.schedule, options.ram_budget, options.split, options.grid)
     if as_json:
         emit_json(result)
         return
@@ -39,7 +45,8 @@ def _static_engine(target: str | None, model: Path, out: Path, schedule: str, ra
               help="What to render the project for (required with the default --engine tflm).")
 @click.option("--engine", type=click.Choice(["tflm", "static"]), default="tflm", show_default=True,
               help="tflm: TFLite Micro's interpreter; static: generated C99 for one schedule, no interpreter, no heap "
-                   "(the engine sources; see docs/static-engine.md).")
+                   "(with --target mps2-an386|mps3-an547|host: the firmware project running it; without: the engine "
+                   "sources alone; see docs/static-engine.md).")
 @click.option("--schedule", type=click.Choice(["inplace", "patch"]), default="inplace", show_default=True,
               help="--engine static: layer by layer in place, or the first blocks tile by tile.")
 @click.option("--ram-budget", type=click.IntRange(min=1), default=None, metavar="BYTES",
@@ -65,16 +72,19 @@ def export_cmd(target: str | None, engine: str, schedule: str, ram_budget: int |
 
     \b
     With --engine static: the model as C99 (weights, multipliers and shifts as const arrays, one static
-    arena, the schedule's call sequence) plus the kernel library, bit-exact with TFLite Micro:
+    arena, the schedule's call sequence) plus the kernel library, bit-exact with TFLite Micro; with --target
+    the same firmware (protocol, board port) runs it in place of TFLite Micro:
       edgemnv2 export --engine static --model m.tflite --output engine/ --schedule patch --ram-budget 262144
+      edgemnv2 export --engine static --target mps2-an386 --model m.tflite --output fw --schedule inplace
     """
-    if engine == "static":
-        _static_engine(target, model, output, schedule, ram_budget, patch_split, tiles, as_json)
+    options = _engine_options(schedule, ram_budget, patch_split, tiles) if engine == "static" else None
+    if options is not None and target is None:
+        _static_engine(model, output, options, as_json)
         return
     if target is None:
         raise InputError("give --target (or --engine static for the engine sources alone)")
     result = export_project(ExportRequest(target=target, model=model, out=output, arena_bytes=arena_bytes, board=board,
-                                          labels=labels, baud=baud))
+                                          labels=labels, baud=baud, engine=options))
     if as_json:
         emit_json(result)
         return

@@ -23,13 +23,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgemnv2 import atomic
 from edgemnv2.deploy.boards import Board, resolve_board
 from edgemnv2.errors import InputError, ModelError
 from edgemnv2.resources import data_file, templates_root
 from edgemnv2.tflite import Graph, load_graph
+
+if TYPE_CHECKING:
+    from edgemnv2.deploy.static_engine import EngineOptions
 
 TFLM_OPS_FILE = data_file("deploy/tflm_ops.toml")
 MANIFEST_NAME = "edgemnv2_project.json"
@@ -43,6 +46,7 @@ PORTABLE_SOURCES = ("edgemnv2_protocol.c", "edgemnv2_app.c", "edgemnv2_firmware.
 COMMON_FILES = ("edgemnv2_protocol.h", "edgemnv2_protocol.c", "edgemnv2_app.h", "edgemnv2_app.c",
                 "edgemnv2_board.h", "edgemnv2_model.h", "edgemnv2_firmware.h", "edgemnv2_firmware.c",
                 "edgemnv2_tflm.cpp")
+TFLM_RUNNER = "edgemnv2_tflm.cpp"   # behind edgemnv2_model.h; the static engine brings its own runner
 
 # TFLite tensor type → protocol dtype (docs/protocol.md §2); others cannot go over the wire.
 _PROTOCOL_DTYPES = {"int8": "EMN_DTYPE_INT8", "uint8": "EMN_DTYPE_UINT8", "int16": "EMN_DTYPE_INT16",
@@ -83,6 +87,7 @@ class ExportRequest:
     board: str | None = None        # None: the target's first board in boards.toml
     labels: Path | None = None      # phone targets
     baud: int = DEFAULT_BAUD
+    engine: EngineOptions | None = None  # the static engine in place of TFLite Micro (emulated targets)
 
 
 @dataclass
@@ -330,6 +335,8 @@ def _emulated_layout(target: str) -> _Layout:
 
 
 EMULATED_TARGETS = ("mps2-an386", "mps3-an547", "host")
+STATIC_KERNELS = "reference"   # the static engine's portable C kernels, built as `edgemnv2 build --kernels reference`
+_ARENA_SOURCES = {"planned": "planned peak + 10 %", "given": "given"}
 LINKER_SCRIPT = "firmware.ld"
 
 
@@ -365,20 +372,22 @@ g_model_len:
     return [model, source, header]
 
 
-def render_linker_script(target: str, facts: ModelFacts, arena: int) -> tuple[str, dict[str, str], list[str]]:
-    """The linker script for a bare-metal target: regions from targets.toml; the model in `model_region` when it
-    fits there beside the code, else in `model_fallback`. Returns (script, placement, warnings)."""
+def render_linker_script(target: str, facts: ModelFacts, arena: int,
+                         model_bytes: int | None = None) -> tuple[str, dict[str, str], list[str]]:
+    """The linker script for a bare-metal target: regions from targets.toml; the model (`model_bytes` of it: the
+    static engine's constants, else the .tflite) in `model_region` when it fits there beside the code, else in
+    `model_fallback`. Returns (script, placement, warnings)."""
     from edgemnv2.firmware.targets import build_target
 
     spec = build_target(target)
     assert spec.model_region and spec.model_fallback and spec.code_region and spec.data_region and spec.arena_region
+    size = facts.size_bytes if model_bytes is None else model_bytes
     model_region = spec.model_region
-    if spec.model_region == spec.code_region and facts.size_bytes + spec.code_reserve_bytes > \
-            spec.region(spec.model_region).length:
+    if spec.model_region == spec.code_region and size + spec.code_reserve_bytes > spec.region(spec.model_region).length:
         model_region = spec.model_fallback
     warnings = []
-    if facts.size_bytes > spec.region(model_region).length:
-        warnings.append(f"the model ({facts.size_bytes} bytes) does not fit {target}'s {model_region} "
+    if size > spec.region(model_region).length:
+        warnings.append(f"the model ({size} bytes) does not fit {target}'s {model_region} "
                         f"({spec.region(model_region).length} bytes): the link will fail")
     if arena > spec.region(spec.arena_region).length:
         warnings.append(f"the arena ({arena} bytes) does not fit {target}'s {spec.arena_region} "
@@ -410,17 +419,34 @@ def render_firmware(request: ExportRequest) -> FirmwareExport:
     from edgemnv2_converters.tflite_to_c import write_c_array
 
     emulated = request.target in EMULATED_TARGETS
+    if request.engine is not None and not emulated:
+        raise InputError(f"--engine static builds with `edgemnv2 build`: choose --target {'|'.join(EMULATED_TARGETS)}")
     layout = _emulated_layout(request.target) if emulated else LAYOUTS[request.target]
     board = resolve_board(request.target, request.board)
     facts = inspect_model(request.model)
-    calls = resolver_calls(facts)
-    arena, arena_source = arena_for(facts.path, request.arena_bytes)
+    static = None
+    if request.engine is None:
+        calls = resolver_calls(facts)
+        arena, arena_source = arena_for(facts.path, request.arena_bytes)
+    elif request.arena_bytes is not None:
+        raise InputError("--arena-bytes is for TFLite Micro: the static engine's arena is its schedule's plan")
     out = Path(request.out)
     written: list[Path] = []
     templates = templates_root()
     with atomic.staged_dir(out, generated=_previous_export(out)) as stage:
         src = stage / layout.source_dir
+        src.mkdir(parents=True, exist_ok=True)
+        if request.engine is not None:
+            from edgemnv2.deploy.static_engine import write_firmware_engine
+
+            from edgemnv2.firmware.targets import build_target
+
+            static = write_firmware_engine(facts.path, src, request.engine, build_target(request.target).bare_metal)
+            written += static.files
+            calls, arena, arena_source = [], static.arena_bytes, f"{static.schedule} schedule"
         for name in COMMON_FILES:
+            if static is not None and name == TFLM_RUNNER:
+                continue
             _copy(templates / "common" / name, src / name, written)
         board_templates = templates if emulated else templates / request.target  # emulated: shared folders
         for template, dest in layout.board_files.items():
@@ -429,19 +455,20 @@ def render_firmware(request: ExportRequest) -> FirmwareExport:
             text = (templates / "arduino" / "sketch.yaml.tmpl").read_text()
             _write(stage / "edgemnv2_fw" / "sketch.yaml", render_template(text, {"FQBN": board.fqbn or ""}),
                    written)
-        if emulated:
+        if emulated and static is None:
             written += _write_model_incbin(facts, src)
-        else:
+        elif not emulated:
             array = write_c_array(facts.path.read_bytes(), src, symbol="g_model", basename="model_data",
                                   source_ext=layout.model_ext)
             written += [array.source, array.header]
-        _write(src / "edgemnv2_config.h",
-               render_config(facts, board, arena, request.baud, layout.extra_config(board, arena)), written)
-        _write(src / "model_ops.h", render_ops_header(facts, calls), written)
+        extra = layout.extra_config(board, arena) + (list(static.config) if static else [])
+        _write(src / "edgemnv2_config.h", render_config(facts, board, arena, request.baud, extra), written)
+        if static is None:
+            _write(src / "model_ops.h", render_ops_header(facts, calls), written)
         warnings = _check_fit(facts, board, arena)
         if emulated:
             commands, warnings = _finish_emulated(request, board, facts, calls, arena, arena_source, stage, written,
-                                                  warnings)
+                                                  warnings, static)
         else:
             manifest = {"target": request.target, "board": board.name, "fqbn": board.fqbn,
                         "idf_target": board.idf_target, "pico_board": board.pico_board, "model": facts.path.name,
@@ -461,21 +488,25 @@ def render_firmware(request: ExportRequest) -> FirmwareExport:
 
 def _finish_emulated(request: ExportRequest, board: Board, facts: ModelFacts, calls: list[str], arena: int,
                      arena_source: str, out: Path, written: list[Path],
-                     warnings: list[str]) -> tuple[list[str], list[str]]:
+                     warnings: list[str], static: Any = None) -> tuple[list[str], list[str]]:
     """Linker script (bare metal), manifest and README of an `edgemnv2 build` project, written into the staged
-    folder `out`; returns (build commands, warnings)."""
+    folder `out`; returns (build commands, warnings). `static`: the static engine's FirmwareEngine, if it runs
+    the model instead of TFLite Micro."""
     from edgemnv2.firmware.targets import build_target
 
     spec = build_target(request.target)
     placement: dict[str, str] = {}
     if spec.bare_metal:
-        script, placement, more = render_linker_script(request.target, facts, arena)
+        script, placement, more = render_linker_script(request.target, facts, arena,
+                                                       static.weights_bytes if static else None)
         warnings = warnings + more
         _write(out / "src" / LINKER_SCRIPT, script, written)
     manifest = {"target": request.target, "board": board.name, "model": facts.path.name,
                 "model_sha256": facts.sha256, "model_bytes": facts.size_bytes, "arena_bytes": arena,
-                "baud": request.baud, "source_dir": "src", "ops": list(facts.ops),
-                "operator_count": facts.operator_count, "kernels_default": spec.kernels_default,
+                "baud": request.baud, "source_dir": "src", "ops": [] if static else list(facts.ops),
+                "operator_count": facts.operator_count,
+                "kernels_default": STATIC_KERNELS if static else spec.kernels_default,
+                "engine": "static" if static else "tflm", "schedule": static.schedule if static else None,
                 "linker_script": f"src/{LINKER_SCRIPT}" if spec.bare_metal else None, "placement": placement,
                 "portable_sources": list(PORTABLE_SOURCES), "files": _manifest_files(written, out)}
     _write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n", written)
@@ -490,13 +521,20 @@ def _finish_emulated(request: ExportRequest, board: Board, facts: ModelFacts, ca
              f"| model | `{facts.path.name}`, {facts.size_bytes} bytes, sha256 `{facts.sha256[:16]}…` |",
              f"| input | {facts.input.dtype} {list(facts.input.shape)} |",
              f"| output | {facts.output.dtype} {list(facts.output.shape)} |",
-             f"| tensor arena | {arena} bytes ({'planned peak + 10 %' if arena_source == 'planned' else 'given'}) |",
-             f"| ops ({len(calls)}) | {', '.join(facts.ops)}; {facts.operator_count} operators, each timed |",
-             f"| kernels | {spec.kernels_default} by default (`edgemnv2 build . --kernels cmsis-nn|reference`) |"
-             + where, ""]
+             f"| tensor arena | {arena} bytes ({_ARENA_SOURCES.get(arena_source, arena_source)}) |"]
+    if static:
+        lines += [f"| engine | the static engine (`--engine static`), {static.schedule} schedule: {static.steps} steps, "
+                  f"{static.macs} MACs, {static.weights_bytes} bytes of constants; runtime `{static.runtime}` |",
+                  f"| kernels | portable C (`se_kernels.c`), built as `--kernels {STATIC_KERNELS}` |" + where, ""]
+    else:
+        lines += [f"| ops ({len(calls)}) | {', '.join(facts.ops)}; {facts.operator_count} operators, each timed |",
+                  f"| kernels | {spec.kernels_default} by default (`edgemnv2 build . --kernels cmsis-nn|reference`) |"
+                  + where, ""]
     if warnings:
         lines += ["**Warnings**", ""] + [f"- {w}" for w in warnings] + [""]
     lines += ["## Build and run", "", "```", *commands, "```", "",
+              "`edgemnv2 build` compiles the generated engine and its kernels (no TensorFlow Lite Micro) and prints the "
+              "ELF's text/data/bss." if static else
               "`edgemnv2 build` compiles the TensorFlow Lite Micro core and only the kernels this model registers "
               "from `../shared/tflm` (`--tflm-dir`, `EDGEMNV2_TFLM_DIR`), caching object files, and prints the "
               "ELF's text/data/bss.", ""]

@@ -88,17 +88,19 @@ def activation_range(activation: str, scale: float, zero_point: int, lo: int = -
 # ---------------------------------------------------------------------------------------------- C text
 
 
-def _array(ctype: str, name: str, values) -> str:
+def _array(ctype: str, name: str, values, attr: str = "") -> str:
     flat = np.asarray(values).reshape(-1)
     body = ",".join(str(int(v)) for v in flat)
-    return f"static const {ctype} {name}[{max(1, flat.size)}] = {{{body or '0'}}};\n"
+    return f"static const {ctype} {name}[{max(1, flat.size)}]{attr} = {{{body or '0'}}};\n"
 
 
 class _Writer:
-    def __init__(self, g: OpGraph, s: Schedule) -> None:
+    def __init__(self, g: OpGraph, s: Schedule, weights_attr: str = "") -> None:
         self.g, self.s = g, s
+        self.weights_attr = weights_attr
         self.consts: list[str] = []
         self.code: list[str] = []
+        self.weights_bytes = 0
 
     # -- tensors ---------------------------------------------------------------------------------
 
@@ -143,11 +145,14 @@ class _Writer:
 
     def constants(self, n: int, weights, bias: int, pairs: list[tuple[int, int]]) -> str:
         """Emit step n's weights, bias (tensor index, -1 = none), multipliers and shifts; the bias's C name."""
-        self.consts.append(_array("int8_t", f"w{n}", weights))
+        a = self.weights_attr
+        self.consts.append(_array("int8_t", f"w{n}", weights, a))
+        self.weights_bytes += int(np.asarray(weights).size) + 8 * len(pairs)
         if bias >= 0:
-            self.consts.append(_array("int32_t", f"b{n}", self.g.tensor_data(bias)))
-        self.consts.append(_array("int32_t", f"m{n}", [p[0] for p in pairs]))
-        self.consts.append(_array("int32_t", f"s{n}", [p[1] for p in pairs]))
+            self.consts.append(_array("int32_t", f"b{n}", self.g.tensor_data(bias), a))
+            self.weights_bytes += 4 * int(self.g.tensor_data(bias).size)
+        self.consts.append(_array("int32_t", f"m{n}", [p[0] for p in pairs], a))
+        self.consts.append(_array("int32_t", f"s{n}", [p[1] for p in pairs], a))
         return f"b{n}" if bias >= 0 else "NULL"
 
     def conv_params(self, step: Step, op: Op) -> str:
@@ -281,12 +286,22 @@ def _check_int8(g: OpGraph) -> None:
                                  "convert with `edgemnv2 convert`")
 
 
-def render_engine(g: OpGraph, s: Schedule) -> tuple[str, str]:
-    """(se_model.h, se_model.c) for graph `g` run with schedule `s` (inplace or patch)."""
+@dataclass(frozen=True)
+class EngineText:
+    """The generated pair, and how many bytes of constants (weights, biases, multipliers, shifts) it holds."""
+
+    header: str
+    source: str
+    weights_bytes: int
+
+
+def render_engine(g: OpGraph, s: Schedule, arena_attr: str = "", weights_attr: str = "") -> EngineText:
+    """se_model.h and se_model.c for graph `g` run with schedule `s` (inplace or patch). `arena_attr` and
+    `weights_attr` are C attributes a firmware's linker script needs (sections for the arena and the weights)."""
     if s.kind == "tflm":
         raise ModelError("the static engine runs the inplace or patch schedule; tflm is TFLite Micro's own")
     _check_int8(g)
-    w = _Writer(g, s)
+    w = _Writer(g, s, weights_attr)
     p = s.patch
     split = p.split_step if p else 0
     if p is not None:
@@ -318,9 +333,9 @@ def render_engine(g: OpGraph, s: Schedule) -> tuple[str, str]:
         "#include <string.h>\n#include \"se_kernels.h\"\n#include \"se_model.h\"\n\n"
         "#define SE_VIEW(p, h, w, c, y0, x0) ((se_view){(void *)(p), (h), (w), (c), (y0), (x0)})\n"
         "#define SE_REGION(y0, y1, x0, x1) ((se_region){(y0), (y1), (x0), (x1)})\n\n"
-        "uint8_t se_arena[SE_ARENA_BYTES] __attribute__((aligned(16)));\n\n"
+        f"uint8_t se_arena[SE_ARENA_BYTES] __attribute__((aligned(16))){arena_attr};\n\n"
         + "".join(w.consts) + "\nvoid se_invoke(void) {\n" + "".join(w.code) + "}\n")
-    return header, source
+    return EngineText(header, source, w.weights_bytes)
 
 
 def generate_engine(model: Path, out: Path, schedule: str = "inplace", ram_budget: int | None = None,
@@ -330,15 +345,69 @@ def generate_engine(model: Path, out: Path, schedule: str = "inplace", ram_budge
 
     g = read_opgraph(model)
     s = plan_schedule(model, schedule, ram_budget, split, grid, graph=g)
-    header, source = render_engine(g, s)
+    text = render_engine(g, s)
     with staged_dir(Path(out), generated=GENERATED_FILES) as stage:
-        (stage / "se_model.h").write_text(header, encoding="utf-8")
-        (stage / "se_model.c").write_text(source, encoding="utf-8")
+        (stage / "se_model.h").write_text(text.header, encoding="utf-8")
+        (stage / "se_model.c").write_text(text.source, encoding="utf-8")
         for name in KERNEL_FILES:
             (stage / name).write_text(kernel_source(name), encoding="utf-8")
     inp, outp = g.inputs[0], g.outputs[0]
     return EngineSources(Path(out), GENERATED_FILES, s.kind, s.arena_bytes,
                          s.offsets[inp], g.tensors[inp].bytes, s.offsets[outp], g.tensors[outp].bytes, len(s.steps))
+
+
+# ---------------------------------------------------------------------------------------------- in a firmware
+
+FIRMWARE_RUNNER = "edgemnv2_static.c"   # edgemnv2_model.h over se_invoke(), with the RAM it measures
+FIRMWARE_FILES = ("se_model.h", "se_model.c", "se_kernels.c", "se_kernels.h", FIRMWARE_RUNNER)
+WEIGHTS_SECTION = ".rodata.se_weights"   # firmware.ld puts it with the model (the region where it fits)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """`export --engine static`'s schedule choice."""
+
+    schedule: str = "inplace"
+    ram_budget: int | None = None
+    split: int | None = None
+    grid: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class FirmwareEngine:
+    """What the static engine wrote into a firmware project's source folder."""
+
+    schedule: str
+    runtime: str            # INFO's runtime: compared with TFLite Micro on the host, which it is bit-exact with
+    arena_bytes: int
+    weights_bytes: int
+    steps: int
+    macs: int
+    files: tuple[Path, ...]
+    config: tuple[str, ...]   # lines for edgemnv2_config.h
+
+
+def write_firmware_engine(model: Path, src: Path, options: EngineOptions, bare_metal: bool) -> FirmwareEngine:
+    """The generated engine, its kernels and its runner (edgemnv2_static.c) into a firmware's `src`: the runner
+    takes edgemnv2_tflm.cpp's place behind edgemnv2_model.h, so protocol, board code and bench stay the same."""
+    g = read_opgraph(model)
+    s = plan_schedule(model, options.schedule, options.ram_budget, options.split, options.grid, graph=g)
+    if bare_metal:
+        text = render_engine(g, s, ' __attribute__((section(".arena")))',
+                             f' __attribute__((section("{WEIGHTS_SECTION}")))')
+    else:
+        text = render_engine(g, s)
+    files = []
+    for name, content in (("se_model.h", text.header), ("se_model.c", text.source),
+                          *((n, kernel_source(n)) for n in FIRMWARE_FILES[2:])):
+        (src / name).write_text(content, encoding="utf-8")
+        files.append(src / name)
+    config = [f"/* the static engine, {s.kind} schedule: {len(s.steps)} steps, {s.macs} MACs */",
+              f'#define EDGEMNV2_RUNTIME "tflm+static-{s.kind}"', "#define EDGEMNV2_MEASURES_RAM 1"]
+    if bare_metal:
+        config.append("#define EDGEMNV2_STACK_LIMIT 1 /* the linker script's __stack_limit__ / __stack_top__ */")
+    return FirmwareEngine(s.kind, f"tflm+static-{s.kind}", s.arena_bytes, text.weights_bytes, len(s.steps), s.macs,
+                          tuple(files), tuple(config))
 
 
 def kernel_source(name: str) -> str:

@@ -67,7 +67,7 @@ class BuildResult:
     elf: Path
     size: FirmwareSize
     compiler: str
-    tflm_dir: Path
+    tflm_dir: Path | None  # None: a static-engine firmware (no TFLite Micro)
     sources: int          # translation units linked
     compiled: int         # of which compiled now (the rest came from the cache)
     seconds: float
@@ -214,6 +214,14 @@ def compile_flags(spec: BuildTarget, tflm: Path, kernels: str) -> list[str]:
     return flags + _include_flags(tflm, kernels)
 
 
+def static_flags(spec: BuildTarget) -> list[str]:
+    """Flags of a static-engine firmware (no TFLite Micro): the target's CPU and TFLM's bare-metal defaults."""
+    flags = ["-ffunction-sections", "-fdata-sections", *spec.cpu_flags]
+    if spec.bare_metal:
+        flags += ["-funsigned-char", "-mlittle-endian", "-fomit-frame-pointer"]
+    return flags
+
+
 def _language_flags(path: Path) -> list[str]:
     if path.suffix == ".c":
         return ["-std=c17"]
@@ -281,18 +289,21 @@ def build_project(request: BuildRequest, progress: ProgressFn | None = None) -> 
         raise InputError(f"--kernels must be one of {', '.join(KERNEL_SETS)}, got {kernels!r}")
     if kernels == "cmsis-nn" and not spec.bare_metal:
         raise InputError("CMSIS-NN kernels are Arm code: build the host target with --kernels reference")
+    static = manifest.get("engine") == "static"   # the generated engine: no TFLite Micro at all
+    if static and kernels != "reference":
+        raise InputError("the static engine's kernels are portable C: build it with --kernels reference")
     if request.jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {request.jobs}")
-    tflm = resolve_tflm_dir(request.tflm_dir)
+    tflm = None if static else resolve_tflm_dir(request.tflm_dir)
     tools = toolchain(spec.compiler)
     cache = Path(request.cache_dir) if request.cache_dir else default_cache_dir()
     src = project / manifest.get("source_dir", "src")
 
-    common = compile_flags(spec, tflm, kernels)
-    tflm_headers = _tree_fingerprint(tflm)
+    common = static_flags(spec) if tflm is None else compile_flags(spec, tflm, kernels)
+    tflm_headers = "" if tflm is None else _tree_fingerprint(tflm)
     project_headers = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(src.glob("*.h")))).hexdigest()
     units = []
-    for source in tflm_sources(tflm, list(manifest.get("ops", [])), kernels):
+    for source in [] if tflm is None else tflm_sources(tflm, list(manifest.get("ops", [])), kernels):
         argv = [tools.cc if source.suffix == ".c" else tools.cxx, *_language_flags(source), _opt_level(spec, source),
                 *common, "-c", str(source)]
         units.append(_unit(source, argv, tools.version, tflm_headers, cache))

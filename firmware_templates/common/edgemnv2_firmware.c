@@ -8,6 +8,10 @@
 #include "edgemnv2_config.h"
 #include "edgemnv2_model.h"
 
+#ifndef EDGEMNV2_RUNTIME
+#define EDGEMNV2_RUNTIME "tflm" /* what INFO names; the static engine's config sets "tflm+static-<schedule>" */
+#endif
+
 static uint8_t g_rx_frame[EMN_APP_RX_BYTES(EDGEMNV2_MAX_PAYLOAD)];
 static uint8_t g_tx[EMN_APP_TX_BYTES];
 static uint8_t g_result[EMN_APP_RESULT_LAYER_BYTES(EDGEMNV2_OUTPUT_BYTES, EDGEMNV2_LAYER_COUNT)];
@@ -71,7 +75,7 @@ void emn_firmware_start(void) {
   g_ops.entropy = op_entropy;
   g_ops.layer_times = op_layer_times;
   g_cfg.board_name = EDGEMNV2_BOARD_NAME;
-  g_cfg.runtime = "tflm";
+  g_cfg.runtime = EDGEMNV2_RUNTIME;
   g_cfg.cpu_hz = EDGEMNV2_CPU_HZ;
   g_cfg.arena_bytes = EDGEMNV2_ARENA_BYTES;
   g_cfg.max_payload = EDGEMNV2_MAX_PAYLOAD;

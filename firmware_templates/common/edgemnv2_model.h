@@ -1,4 +1,5 @@
-/* The model runner (edgemnv2_tflm.cpp: TensorFlow Lite Micro) seen from C. */
+/* The model runner seen from C: edgemnv2_tflm.cpp (TensorFlow Lite Micro) or edgemnv2_static.c (the static
+ * engine of `edgemnv2 export --engine static`). */
 #ifndef EDGEMNV2_MODEL_H_
 #define EDGEMNV2_MODEL_H_
 
@@ -21,6 +22,18 @@ int emn_model_invoke(const uint8_t **output, const char **error);
 size_t emn_model_layer_times(const uint32_t **layer_us);
 /* Arena bytes the interpreter really used (0 before a successful init). */
 size_t emn_model_arena_used(void);
+
+/* RAM the runner measured on the board itself (runners that define EDGEMNV2_MEASURES_RAM in the config). */
+typedef struct {
+  uint32_t arena_bytes;     /* the static arena */
+  uint32_t arena_peak;      /* high-water mark of the arena (painted at init) over every invoke */
+  uint32_t stack_peak;      /* deepest stack below the runner's call into the model, over every invoke */
+  uint32_t stack_boot_peak; /* deepest stack of the whole firmware since boot (painted at boot) */
+  uint32_t stack_region;    /* bytes of stack painted and checked */
+  uint32_t inferences;
+} emn_model_ram_use;
+/* 0 when *use holds the measurement. */
+int emn_model_ram(emn_model_ram_use *use);
 
 #ifdef __cplusplus
 }

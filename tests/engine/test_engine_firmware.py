@@ -1,0 +1,49 @@
+"""The static engine inside the real firmware: `export --engine static --target host|mps2-an386` → `build` (no
+TensorFlow Lite Micro) → `board-sim --firmware` (native, or QEMU Cortex-M4) → `bench`, every output bit-exact with
+host TFLite Micro, on the tiny every-kernel model (a few ms per image)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgemnv2.deploy.export import ExportRequest, export_project
+from edgemnv2.deploy.static_engine import EngineOptions
+from edgemnv2.errors import InputError
+from edgemnv2.firmware.build import BuildRequest, build_project
+from edgemnv2.firmware.emulator import EmulatorOptions, FirmwareBoard
+from edgemnv2.serial.bench import BenchOptions, run_bench
+
+
+def _firmware(tmp_path: Path, model: Path, target: str, schedule: str):
+    project = tmp_path / f"fw-{target}-{schedule}"
+    export_project(ExportRequest(target=target, model=model, out=project, engine=EngineOptions(schedule)))
+    # no TFLite Micro tree is needed: a folder that is none proves it is never read
+    return build_project(BuildRequest(project=project, tflm_dir=tmp_path / "no-tflm", cache_dir=tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("target, schedule", [("host", "inplace"), ("host", "patch"), ("mps2-an386", "patch")])
+def test_static_engine_firmware_through_bench(tiny_mnv2: Path, shared_dir: Path, tmp_path: Path, target: str,
+                                              schedule: str) -> None:
+    build = _firmware(tmp_path, tiny_mnv2, target, schedule)
+    manifest = json.loads((build.project / "edgemnv2_project.json").read_text())
+    assert (manifest["engine"], manifest["schedule"], manifest["ops"]) == ("static", schedule, [])
+    src = {p.name for p in (build.project / "src").iterdir()}
+    assert {"edgemnv2_static.c", "se_model.c", "se_kernels.c"} <= src and not src & {"edgemnv2_tflm.cpp", "model.tflite"}
+    assert build.sources == sum(1 for name in src if name.endswith((".c", ".cc", ".cpp", ".S")))
+    with FirmwareBoard(build.project, EmulatorOptions(icount=target != "host")) as board:
+        report = run_bench(BenchOptions(port=board.path, model=tiny_mnv2, images=shared_dir / "data" / "imagenet-val",
+                                        out=tmp_path / "r.jsonl", count=3, timeout=60.0))
+    assert report.runtime == f"tflm+static-{schedule}" and report.reference_runtime == "tflm"
+    assert report.received == 3 and report.exact_matches == 3, report
+
+
+def test_static_engine_needs_an_edgemnv2_build_target(tiny_mnv2: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="edgemnv2 build"):
+        export_project(ExportRequest(target="arduino", model=tiny_mnv2, out=tmp_path / "a", engine=EngineOptions()))
+    with pytest.raises(InputError, match="arena-bytes"):
+        export_project(ExportRequest(target="host", model=tiny_mnv2, out=tmp_path / "b", arena_bytes=1000,
+                                     engine=EngineOptions()))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
