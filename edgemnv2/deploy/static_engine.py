@@ -275,7 +275,9 @@ class _Writer:
                 line = f"memcpy({self.ptr(out)}, {self.ptr(src)}, {g.tensors[out].bytes});"
         if line is None:
             raise ModelError(f"{op.name} (op {op.index}) is not supported by the static engine")
-        self.code.append(f"{indent}/* step {n}: {op.name} {step.name} */\n{indent}{line}\n")
+        # each call in its own block: the views and regions it passes (compound literals) live only there, so
+        # the compiler reuses one small frame for all steps instead of giving every step its own stack slots
+        self.code.append(f"{indent}/* step {n}: {op.name} {step.name} */\n{indent}{{ {line} }}\n")
 
 
 def _check_int8(g: OpGraph) -> None:

@@ -97,6 +97,24 @@ class LayerTimes:
 
 
 @dataclasses.dataclass
+class MemoryUse:
+    """RAM the board measured itself (MEMORY, asked for after the last result): painted arena and stack."""
+
+    arena_bytes: int
+    arena_peak: int  # highest arena byte written + 1
+    stack_peak: int  # deepest the model's invoke went below its caller
+    stack_boot_peak: int  # deepest stack of the firmware since boot
+    stack_region: int  # stack bytes painted and checked
+    inferences: int
+    peak_bytes: int  # arena_peak + stack_peak: what the model needs in RAM beyond the firmware's own
+
+    @classmethod
+    def of(cls, msg: p.Memory) -> "MemoryUse":
+        return cls(msg.arena_bytes, msg.arena_peak, msg.stack_peak, msg.stack_boot_peak, msg.stack_region,
+                   msg.inferences, msg.arena_peak + msg.stack_peak)
+
+
+@dataclasses.dataclass
 class BenchReport:
     """Summary of a bench run (this run plus, with --resume, the results already in the JSONL)."""
 
@@ -136,6 +154,7 @@ class BenchReport:
     complete: bool
     stopped: str | None = None  # why the run stopped early
     layers: LayerTimes | None = None  # per-op times when the board reports them
+    memory: MemoryUse | None = None  # RAM measured on the board (INFO flag FLAG_MEMORY)
 
 
 class ReferenceRun:
@@ -265,6 +284,24 @@ class Streamer:
                     return msg
         raise BoardError(f"no answer from a board on {self.t.port_name} within {timeout:.0f} s: check the port and "
                          "baud rate, and that the edgemnv2 firmware (or board-sim) is running")
+
+    def memory(self) -> p.Memory | None:
+        """The board's RAM measurement (GET_MEMORY → MEMORY), None when its INFO does not offer one or it
+        does not answer within the ACK timeout (the results stand without it)."""
+        assert self.info is not None
+        if not self.info.flags & p.FLAG_MEMORY:
+            return None
+        self.t.send(p.GetMemory())
+        deadline = time.monotonic() + self.ack_timeout
+        while (left := deadline - time.monotonic()) > 0:
+            msg = self.t.receive(left)
+            if isinstance(msg, p.Memory):
+                return msg
+            if isinstance(msg, p.Error) and msg.code in (p.ERR_UNSUPPORTED, p.ERR_RUNTIME):
+                log.warning("the board advertised a RAM measurement but answered GET_MEMORY with %s", msg.name)
+                return None
+        log.warning("no MEMORY answer to GET_MEMORY within %.1f s", self.ack_timeout)
+        return None
 
     # ------------------------------------------------------------------ derived timeouts
 
@@ -576,6 +613,7 @@ def _stream(options: BenchOptions, model_sha: bytes, info: p.Info, streamer: Str
             on_start: Callable[[int], None] | None) -> BenchReport:
     """Upload the missing images and append each result as it arrives; the summary at the end."""
     started = time.monotonic()
+    memory: MemoryUse | None = None
     records: dict[int, dict[str, Any]] = dict(done)
     upload_times: list[float] = []
     last_result: float | None = None
@@ -602,6 +640,8 @@ def _stream(options: BenchOptions, model_sha: bytes, info: p.Info, streamer: Str
         jobs = [(WARMUP_ID_BASE + k, raw_inputs[0].tobytes()) for k in range(options.warmup if todo else 0)]
         jobs += [(i, raw_inputs[i].tobytes()) for i in todo]
         streamer.run(jobs, handle)
+        measured = streamer.memory()
+        memory = MemoryUse.of(measured) if measured is not None else None
     except BoardError as exc:
         stopped = str(exc)
         error = exc
@@ -613,6 +653,7 @@ def _stream(options: BenchOptions, model_sha: bytes, info: p.Info, streamer: Str
     report = _report(options, streamer.info, records, len(files), upload_times, streamer.first_upload, last_result,
                      streamer, transport, reference.runtime, stopped, time.monotonic() - started,
                      raw_inputs[0].nbytes, model_sha)
+    report.memory = memory
     if error is not None:
         failure = BoardError(f"{stopped}; {report.received} of {report.total} results saved in {options.out} "
                              f"(rerun with --resume to finish)")
@@ -716,6 +757,11 @@ def render_report(report: BenchReport) -> str:
                      f"{report.retries} retries, {report.crc_errors} bad frames received, {report.resets} resets")
     if report.layers:
         lines.extend(_render_layers(report.layers))
+    if report.memory:
+        m = report.memory
+        lines.append(f"RAM          {m.peak_bytes:,} B measured on the board: arena peak {m.arena_peak:,} of "
+                     f"{m.arena_bytes:,} B + stack {m.stack_peak:,} B in invoke (firmware since boot "
+                     f"{m.stack_boot_peak:,} of {m.stack_region:,} B checked), over {m.inferences} inferences")
     lines.append(f"written      {report.out}")
     if report.stopped:
         lines.append(f"STOPPED      {report.stopped}")

@@ -32,8 +32,8 @@ MIN_PAYLOAD, MAX_PAYLOAD = 64, 1 << 24
 RUNTIMES = ("tflm", "litert", "tflite_runtime")  # before an optional "+delegate" suffix (litert+edgetpu)
 
 # Message types: host -> board below 0x80, board -> host from 0x80.
-HELLO, PING, RESET, INPUT, GET_RESULT = 0x01, 0x02, 0x03, 0x10, 0x11
-INFO, ACK, RESULT, ERROR, PONG = 0x81, 0x82, 0x83, 0x84, 0x85
+HELLO, PING, RESET, INPUT, GET_RESULT, GET_MEMORY = 0x01, 0x02, 0x03, 0x10, 0x11, 0x12
+INFO, ACK, RESULT, ERROR, PONG, MEMORY = 0x81, 0x82, 0x83, 0x84, 0x85, 0x86
 
 # Error codes carried by ERROR messages.
 ERR_BAD_CRC = 1  # a frame failed its CRC (or COBS) check; detail = 0
@@ -63,6 +63,7 @@ DTYPE_SIZES = {DTYPE_INT8: 1, DTYPE_UINT8: 1, DTYPE_INT16: 2, DTYPE_INT32: 4, DT
 # INFO flags
 FLAG_LAYER_TIMES = 0x01  # RESULT may carry per-layer times
 FLAG_TOPK = 0x02  # RESULT carries top-k instead of the raw output tensor
+FLAG_MEMORY = 0x04  # the board answers GET_MEMORY with the RAM it measured itself (MEMORY)
 
 RESULT_RAW, RESULT_TOPK = 0, 1
 
@@ -520,9 +521,51 @@ class Pong:
         return cls(token, nonce)
 
 
-Message = Union[Hello, Ping, Reset, Input, GetResult, Info, Ack, Result, Error, Pong]
+@dataclasses.dataclass(frozen=True)
+class GetMemory:
+    """Host asks for the RAM the board measured (boards whose INFO sets FLAG_MEMORY)."""
+
+    TYPE: ClassVar[int] = GET_MEMORY
+
+    def pack(self) -> bytes:
+        return b""
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "GetMemory":
+        _Reader(payload).end()
+        return cls()
+
+
+@dataclasses.dataclass(frozen=True)
+class Memory:
+    """RAM measured on the board: the arena and the stack were painted with a pattern and the high-water
+    marks read back, so these are what ran, not what was planned."""
+
+    TYPE: ClassVar[int] = MEMORY
+    boot_nonce: int
+    arena_bytes: int  # the static arena
+    arena_peak: int  # highest arena byte written + 1, over every inference since boot
+    stack_peak: int  # deepest stack the model's invoke reached below its caller's frame
+    stack_boot_peak: int  # deepest stack of the whole firmware since boot
+    stack_region: int  # bytes of stack painted and checked
+    inferences: int  # inferences the peaks cover
+
+    def pack(self) -> bytes:
+        return struct.pack("<7I", self.boot_nonce, self.arena_bytes, self.arena_peak, self.stack_peak,
+                           self.stack_boot_peak, self.stack_region, self.inferences)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "Memory":
+        r = _Reader(payload)
+        fields = r.take("<7I")
+        r.end()
+        return cls(*fields)
+
+
+Message = Union[Hello, Ping, Reset, Input, GetResult, GetMemory, Info, Ack, Result, Error, Pong, Memory]
 MESSAGE_TYPES: dict[int, type] = {cls.TYPE: cls for cls in
-                                  (Hello, Ping, Reset, Input, GetResult, Info, Ack, Result, Error, Pong)}
+                                  (Hello, Ping, Reset, Input, GetResult, GetMemory, Info, Ack, Result, Error, Pong,
+                                   Memory)}
 
 
 def encode(msg: Message) -> bytes:

@@ -23,7 +23,7 @@ static void send_info(emn_app *app) {
   const emn_app_config *c = app->cfg;
   emn_info m;
   m.version = (uint8_t)EMN_PROTOCOL_VERSION;
-  m.flags = app->ops->layer_times ? (uint8_t)EMN_FLAG_LAYER_TIMES : 0u;
+  m.flags = (uint8_t)((app->ops->layer_times ? EMN_FLAG_LAYER_TIMES : 0u) | (app->ops->memory ? EMN_FLAG_MEMORY : 0u));
   m.input_slots = 1;
   m.window = c->window;
   m.max_payload = c->max_payload;
@@ -170,6 +170,22 @@ static void on_input(emn_app *app, const emn_input *in) {
   }
 }
 
+/* GET_MEMORY: the runner's own measurement (a board without one answers as for an unknown type). */
+static void on_get_memory(emn_app *app) {
+  emn_memory m;
+  memset(&m, 0, sizeof m);
+  if (app->ops->memory == NULL) {
+    send_error(app, EMN_E_UNSUPPORTED, 0, EMN_GET_MEMORY, "no RAM measurement");
+    return;
+  }
+  if (app->ops->memory(app->ops->ctx, &m) != 0) {
+    send_error(app, EMN_E_RUNTIME, 0, 0, "RAM measurement failed");
+    return;
+  }
+  m.boot_nonce = app->boot_nonce;
+  send(app, emn_encode_memory(&m, app->cfg->tx, app->cfg->tx_cap));
+}
+
 static void on_frame(emn_app *app, const emn_frame *f) {
   app->frames_ok++;
   switch (f->type) {
@@ -218,6 +234,10 @@ static void on_frame(emn_app *app, const emn_frame *f) {
         send_error(app, EMN_E_UNKNOWN_ID, g.id, 0, "no result for this id");
       return;
     }
+    case EMN_GET_MEMORY:
+      if (emn_unpack_get_memory(f) != EMN_OK) break;
+      on_get_memory(app);
+      return;
     default:
       send_error(app, EMN_E_UNSUPPORTED, 0, f->type, "unknown message type");
       return;

@@ -37,6 +37,9 @@ typedef struct {
   /* Optional (NULL: none): per-layer µs of the last invoke, in operator order; returns how many. A board
    * that sets it advertises EMN_FLAG_LAYER_TIMES and its RESULTs carry them. */
   size_t (*layer_times)(void *ctx, const uint32_t **layer_us);
+  /* Optional (NULL: none): the RAM the runner measured (all but boot_nonce, which the app fills); 0 on
+   * success. A board that sets it advertises EMN_FLAG_MEMORY and answers GET_MEMORY with MEMORY. */
+  int (*memory)(void *ctx, emn_memory *m);
 } emn_app_ops;
 
 typedef struct {

@@ -52,6 +52,21 @@ static size_t op_layer_times(void *ctx, const uint32_t **layer_us) {
   (void)ctx;
   return g_model_ok ? emn_model_layer_times(layer_us) : 0u;
 }
+#ifdef EDGEMNV2_MEASURES_RAM
+/* The runner's own measurement of the arena and stack it used (GET_MEMORY -> MEMORY). */
+static int op_memory(void *ctx, emn_memory *m) {
+  emn_model_ram_use use;
+  (void)ctx;
+  if (!g_model_ok || emn_model_ram(&use) != 0) return 1;
+  m->arena_bytes = use.arena_bytes;
+  m->arena_peak = use.arena_peak;
+  m->stack_peak = use.stack_peak;
+  m->stack_boot_peak = use.stack_boot_peak;
+  m->stack_region = use.stack_region;
+  m->inferences = use.inferences;
+  return 0;
+}
+#endif
 static uint32_t op_entropy(void *ctx) { (void)ctx; return emn_board_entropy() ^ (uint32_t)emn_board_cycles(); }
 
 static void describe(emn_tensor_desc *t, uint8_t dtype, const uint32_t *dims, uint8_t rank, float scale, int32_t zp) {
@@ -74,6 +89,9 @@ void emn_firmware_start(void) {
   g_ops.micros = op_micros;
   g_ops.entropy = op_entropy;
   g_ops.layer_times = op_layer_times;
+#ifdef EDGEMNV2_MEASURES_RAM
+  g_ops.memory = op_memory;
+#endif
   g_cfg.board_name = EDGEMNV2_BOARD_NAME;
   g_cfg.runtime = EDGEMNV2_RUNTIME;
   g_cfg.cpu_hz = EDGEMNV2_CPU_HZ;

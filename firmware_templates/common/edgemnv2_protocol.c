@@ -432,6 +432,25 @@ size_t emn_encode_pong(const emn_pong *m, uint8_t *out, size_t cap) {
   return emn_writer_end(&w);
 }
 
+size_t emn_encode_get_memory(uint8_t *out, size_t cap) {
+  emn_writer w;
+  emn_writer_begin(&w, out, cap, EMN_GET_MEMORY);
+  return emn_writer_end(&w);
+}
+
+size_t emn_encode_memory(const emn_memory *m, uint8_t *out, size_t cap) {
+  emn_writer w;
+  emn_writer_begin(&w, out, cap, EMN_MEMORY);
+  emn_writer_u32(&w, m->boot_nonce);
+  emn_writer_u32(&w, m->arena_bytes);
+  emn_writer_u32(&w, m->arena_peak);
+  emn_writer_u32(&w, m->stack_peak);
+  emn_writer_u32(&w, m->stack_boot_peak);
+  emn_writer_u32(&w, m->stack_region);
+  emn_writer_u32(&w, m->inferences);
+  return emn_writer_end(&w);
+}
+
 /* Bounds-checked cursor: any overrun sets `bad` and later reads return zeros. */
 typedef struct {
   const uint8_t *p;
@@ -642,5 +661,23 @@ int emn_unpack_pong(const emn_frame *f, emn_pong *m) {
   reader_init(&r, f);
   m->token = rd_u32(&r);
   m->boot_nonce = rd_u32(&r);
+  return finish(&r, 1);
+}
+
+int emn_unpack_get_memory(const emn_frame *f) {
+  return (expect_type(f, EMN_GET_MEMORY) && f->payload_len == 0u) ? EMN_OK : EMN_ERR_MALFORMED;
+}
+
+int emn_unpack_memory(const emn_frame *f, emn_memory *m) {
+  reader r;
+  if (!expect_type(f, EMN_MEMORY)) return EMN_ERR_MALFORMED;
+  reader_init(&r, f);
+  m->boot_nonce = rd_u32(&r);
+  m->arena_bytes = rd_u32(&r);
+  m->arena_peak = rd_u32(&r);
+  m->stack_peak = rd_u32(&r);
+  m->stack_boot_peak = rd_u32(&r);
+  m->stack_region = rd_u32(&r);
+  m->inferences = rd_u32(&r);
   return finish(&r, 1);
 }

@@ -35,7 +35,8 @@ extern "C" {
 /* Message types: host -> board below 0x80, board -> host from 0x80. */
 enum {
   EMN_HELLO = 0x01, EMN_PING = 0x02, EMN_RESET = 0x03, EMN_INPUT = 0x10, EMN_GET_RESULT = 0x11,
-  EMN_INFO = 0x81, EMN_ACK = 0x82, EMN_RESULT = 0x83, EMN_ERROR = 0x84, EMN_PONG = 0x85
+  EMN_GET_MEMORY = 0x12,
+  EMN_INFO = 0x81, EMN_ACK = 0x82, EMN_RESULT = 0x83, EMN_ERROR = 0x84, EMN_PONG = 0x85, EMN_MEMORY = 0x86
 };
 
 /* Error codes carried by ERROR messages. */
@@ -50,6 +51,7 @@ enum { EMN_DTYPE_INT8 = 1, EMN_DTYPE_UINT8 = 2, EMN_DTYPE_INT16 = 3, EMN_DTYPE_I
 /* INFO flags */
 #define EMN_FLAG_LAYER_TIMES 0x01u
 #define EMN_FLAG_TOPK 0x02u
+#define EMN_FLAG_MEMORY 0x04u /* answers GET_MEMORY with the RAM it measured (MEMORY) */
 
 #define EMN_RESULT_RAW 0u
 #define EMN_RESULT_TOPK 1u
@@ -176,6 +178,14 @@ typedef struct {
 
 typedef struct { uint32_t token, boot_nonce; } emn_pong;
 
+/* RAM measured on the board (arena and stack painted, high-water marks read back). */
+typedef struct {
+  uint32_t boot_nonce;
+  uint32_t arena_bytes, arena_peak;               /* the static arena; highest byte written + 1 */
+  uint32_t stack_peak, stack_boot_peak, stack_region; /* invoke's depth; deepest since boot; bytes checked */
+  uint32_t inferences;                            /* inferences the peaks cover */
+} emn_memory;
+
 /* Bytes of one tensor: product of dims times element size; 0 for an unknown dtype. */
 size_t emn_tensor_bytes(const emn_tensor_desc *t);
 emn_str emn_cstr(const char *s);
@@ -190,6 +200,8 @@ size_t emn_encode_ack(const emn_ack *m, uint8_t *out, size_t cap);
 size_t emn_encode_result(const emn_result *m, uint8_t *out, size_t cap);
 size_t emn_encode_error(const emn_error *m, uint8_t *out, size_t cap);
 size_t emn_encode_pong(const emn_pong *m, uint8_t *out, size_t cap);
+size_t emn_encode_get_memory(uint8_t *out, size_t cap);
+size_t emn_encode_memory(const emn_memory *m, uint8_t *out, size_t cap);
 
 int emn_unpack_hello(const emn_frame *f, emn_hello *m);
 int emn_unpack_ping(const emn_frame *f, emn_ping *m);
@@ -202,6 +214,8 @@ int emn_unpack_ack(const emn_frame *f, emn_ack *m);
 int emn_unpack_result(const emn_frame *f, emn_result *m);
 int emn_unpack_error(const emn_frame *f, emn_error *m);
 int emn_unpack_pong(const emn_frame *f, emn_pong *m);
+int emn_unpack_get_memory(const emn_frame *f);
+int emn_unpack_memory(const emn_frame *f, emn_memory *m);
 
 /* ------------------------------------------------------------------------------------------ streaming writer */
 

@@ -21,7 +21,7 @@ FAULTS = {"cobs": "EMN_FAULT_COBS", "short": "EMN_FAULT_SHORT", "crc": "EMN_FAUL
           "version": "EMN_FAULT_VERSION", "oversize": "EMN_FAULT_OVERSIZE"}
 MESSAGE_TYPES = {"Hello": "EMN_HELLO", "Ping": "EMN_PING", "Reset": "EMN_RESET", "Input": "EMN_INPUT",
                  "GetResult": "EMN_GET_RESULT", "Info": "EMN_INFO", "Ack": "EMN_ACK", "Result": "EMN_RESULT",
-                 "Error": "EMN_ERROR", "Pong": "EMN_PONG"}
+                 "Error": "EMN_ERROR", "Pong": "EMN_PONG", "GetMemory": "EMN_GET_MEMORY", "Memory": "EMN_MEMORY"}
 
 
 def c_bytes(data: bytes) -> str:
@@ -55,7 +55,7 @@ def emit_fields(index: int, vec: dict, out: list[str]) -> str:
         out.append(f"static const emn_hello {name} = {{{f['version']}, {c_bytes(bytes.fromhex(f['model_sha256']))}}};")
     elif kind == "Ping":
         out.append(f"static const emn_ping {name} = {{{f['token']}u}};")
-    elif kind == "Reset":
+    elif kind in ("Reset", "GetMemory"):
         return "NULL"
     elif kind == "Input":
         data = bytes.fromhex(f["data"])
@@ -92,6 +92,9 @@ def emit_fields(index: int, vec: dict, out: list[str]) -> str:
                    f"{f['detail']}u, {{{c_string(message)}, {len(message)}}}}};")
     elif kind == "Pong":
         out.append(f"static const emn_pong {name} = {{{f['token']}u, {f['boot_nonce']}u}};")
+    elif kind == "Memory":
+        out.append(f"static const emn_memory {name} = {{{f['boot_nonce']}u, {f['arena_bytes']}u, {f['arena_peak']}u, "
+                   f"{f['stack_peak']}u, {f['stack_boot_peak']}u, {f['stack_region']}u, {f['inferences']}u}};")
     else:
         raise SystemExit(f"gen_vectors: unknown message kind {kind!r} in vector {vec['name']!r}")
     return f"&{name}"

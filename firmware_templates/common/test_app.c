@@ -134,6 +134,17 @@ static int is_error(int i, uint8_t code, uint32_t detail) {
   return emn_unpack_error(&f, &e) == EMN_OK && e.code == code && e.detail == detail;
 }
 
+static int fake_memory(void *ctx, emn_memory *m) {
+  (void)ctx;
+  m->arena_bytes = 1000u;
+  m->arena_peak = 996u;
+  m->stack_peak = 240u;
+  m->stack_boot_peak = 1200u;
+  m->stack_region = 4096u;
+  m->inferences = (uint32_t)g_invokes;
+  return 0;
+}
+
 static const uint32_t kLayerUs[3] = {1000u, 20u, 7u};
 static size_t fake_layer_times(void *ctx, const uint32_t **layer_us) {
   (void)ctx;
@@ -159,6 +170,7 @@ int main(void) {
   ops.micros = fake_micros;
   ops.entropy = fake_entropy;
   ops.layer_times = NULL;
+  ops.memory = NULL;
   memset(&cfg, 0, sizeof cfg);
   cfg.board_name = "test-board";
   cfg.runtime = "tflm";
@@ -353,6 +365,26 @@ int main(void) {
     CHECK(g_n == 2 && unpack_reply_result(1, &r) == EMN_OK && r.n_layers == 3 && r.layer_us[0] == 1000u &&
               r.layer_us[1] == 20u && r.layer_us[2] == 7u && r.output_len == OUTPUT_BYTES,
           "RESULT layer times wrong");
+  }
+
+  /* GET_MEMORY: unsupported without a measuring runner; with one, INFO says so and MEMORY carries it */
+  feed(&app, frame, emn_encode_get_memory(frame, sizeof frame));
+  CHECK(g_n == 1 && is_error(0, EMN_E_UNSUPPORTED, EMN_GET_MEMORY), "GET_MEMORY without a measurement");
+  ops.memory = fake_memory;
+  CHECK(emn_app_start(&app, &cfg, &ops, 0x3E3u) == EMN_OK, "start with a RAM measurement");
+  collect();
+  f = as_frame(&g_replies[0]);
+  CHECK(g_n == 1 && emn_unpack_info(&f, &info) == EMN_OK &&
+            info.flags == (EMN_FLAG_LAYER_TIMES | EMN_FLAG_MEMORY),
+        "INFO does not advertise the RAM measurement");
+  feed(&app, frame, emn_encode_get_memory(frame, sizeof frame));
+  {
+    emn_memory m;
+    f = as_frame(&g_replies[0]);
+    CHECK(g_n == 1 && emn_unpack_memory(&f, &m) == EMN_OK && m.boot_nonce == 0x3E3u && m.arena_bytes == 1000u &&
+              m.arena_peak == 996u && m.stack_peak == 240u && m.stack_boot_peak == 1200u &&
+              m.stack_region == 4096u && m.inferences == (uint32_t)g_invokes,
+          "MEMORY wrong");
   }
 
   printf("%d checks, %d failed\n", g_checks, g_failures);

@@ -72,6 +72,8 @@ static size_t encode_fields(const vec_message *v, uint8_t *out, size_t cap) {
     case EMN_RESULT: return emn_encode_result((const emn_result *)v->fields, out, cap);
     case EMN_ERROR: return emn_encode_error((const emn_error *)v->fields, out, cap);
     case EMN_PONG: return emn_encode_pong((const emn_pong *)v->fields, out, cap);
+    case EMN_GET_MEMORY: return emn_encode_get_memory(out, cap);
+    case EMN_MEMORY: return emn_encode_memory((const emn_memory *)v->fields, out, cap);
     default: return 0;
   }
 }
@@ -144,6 +146,15 @@ static int fields_match(const vec_message *v, const emn_frame *f) {
       const emn_pong *e = (const emn_pong *)v->fields;
       emn_pong m;
       return emn_unpack_pong(f, &m) == EMN_OK && m.token == e->token && m.boot_nonce == e->boot_nonce;
+    }
+    case EMN_GET_MEMORY: return emn_unpack_get_memory(f) == EMN_OK;
+    case EMN_MEMORY: {
+      const emn_memory *e = (const emn_memory *)v->fields;
+      emn_memory m;
+      return emn_unpack_memory(f, &m) == EMN_OK && m.boot_nonce == e->boot_nonce && m.arena_bytes == e->arena_bytes &&
+             m.arena_peak == e->arena_peak && m.stack_peak == e->stack_peak &&
+             m.stack_boot_peak == e->stack_boot_peak && m.stack_region == e->stack_region &&
+             m.inferences == e->inferences;
     }
     default: return 0;
   }

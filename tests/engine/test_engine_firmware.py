@@ -14,6 +14,7 @@ from edgemnv2.deploy.static_engine import EngineOptions
 from edgemnv2.errors import InputError
 from edgemnv2.firmware.build import BuildRequest, build_project
 from edgemnv2.firmware.emulator import EmulatorOptions, FirmwareBoard
+from edgemnv2.profile.schedule import plan_schedule
 from edgemnv2.serial.bench import BenchOptions, run_bench
 
 
@@ -38,6 +39,12 @@ def test_static_engine_firmware_through_bench(tiny_mnv2: Path, shared_dir: Path,
                                         out=tmp_path / "r.jsonl", count=3, timeout=60.0))
     assert report.runtime == f"tflm+static-{schedule}" and report.reference_runtime == "tflm"
     assert report.received == 3 and report.exact_matches == 3, report
+    # the firmware measured its own RAM (painted arena and stack): the arena as planned, a small stack
+    planned = plan_schedule(tiny_mnv2, schedule)
+    memory = report.memory
+    assert memory is not None and memory.inferences == 3 and memory.arena_bytes == planned.arena_bytes
+    assert 0.99 * planned.arena_bytes <= memory.arena_peak <= planned.arena_bytes
+    assert 0 < memory.stack_peak < 1024 and memory.stack_peak < memory.stack_boot_peak <= memory.stack_region
 
 
 def test_static_engine_needs_an_edgemnv2_build_target(tiny_mnv2: Path, tmp_path: Path) -> None:

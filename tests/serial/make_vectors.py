@@ -68,6 +68,10 @@ def build(p) -> dict:
         ("error_busy", p.Error(p.ERR_BUSY, 1, 11, 0, "")),
         ("error_runtime", p.Error(p.ERR_RUNTIME, 1, 12, 0, "Invoke failed: é")),
         ("pong", p.Pong(0xDEADBEEF, 0x12345678)),
+        ("get_memory", p.GetMemory()),
+        ("memory", p.Memory(0x12345678, 83_520, 83_517, 240, 1_184, 16_384, 10)),
+        ("info_static_engine", p.Info(1, p.FLAG_MEMORY, 1, 4, 16384, 7, 25_000_000, 83_520, model_hash,
+                                      "mps2-an386", "tflm+static-patch", t_in, t_out)),
     ]
     vectors: dict = {
         "protocol_version": p.PROTOCOL_VERSION,
