@@ -216,7 +216,9 @@ def _build_mobilenet(spec: ModelSpec) -> Any:
 
     model = keras.applications.MobileNetV2(input_shape=(spec.resolution, spec.resolution, 3),
                                            alpha=spec.alpha, weights=None)
-    if path is not None:
+    if path is None:
+        _he_normal(model)
+    else:
         try:
             model.load_weights(str(path))
         except (ValueError, OSError, KeyError) as exc:
@@ -224,6 +226,23 @@ def _build_mobilenet(spec: ModelSpec) -> Any:
             raise ModelError(f"weights {path} do not fit MobileNetV2 alpha {spec.alpha:g} "
                              f"(weights are per alpha; resolution does not matter): {first[:200]}") from exc
     return model
+
+
+def _he_normal(model: Any, seed: int = 0) -> None:
+    """Random weights drawn He-normal (variance 2 / fan-in, seeded): Keras' default Glorot draws shrink the
+    activations layer by layer until the logits' range is too narrow for TFLite Micro's int8 softmax
+    (beta x input scale x 2^26 < 1 halts it)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None or len(kernel.shape) not in (2, 4):
+            continue
+        shape = tuple(kernel.shape)
+        depthwise = type(layer).__name__ == "DepthwiseConv2D"
+        fan_in = shape[0] * shape[1] if depthwise else int(np.prod(shape[:-1]))
+        kernel.assign(rng.normal(0.0, (2.0 / fan_in) ** 0.5, shape).astype("float32"))
 
 
 def _load_user_model(path: Path) -> Any:

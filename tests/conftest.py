@@ -62,8 +62,8 @@ def int8_mnv2_96(tmp_path_factory, shared_weights: Path, calib_dir: Path) -> Pat
 
 @pytest.fixture(scope="session")
 def int8_mnv2_035_128(tmp_path_factory, calib_dir: Path) -> Path:
-    """Small int8 MobileNetV2 0.35/128 with random weights, plain converter quantization (outputs meaningless;
-    its softmax parameters make TFLite Micro abort, which the arena tests rely on)."""
+    """Small int8 MobileNetV2 0.35/128 with random (He-normal) weights, plain converter quantization (outputs
+    meaningless)."""
     out = tmp_path_factory.mktemp("models") / "mnv2_0.35_128_int8.tflite"
     return _convert(out, 0.35, 128, None, calib_dir, 8, calibration_method="minmax", bias_correction=False)
 

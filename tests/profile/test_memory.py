@@ -92,10 +92,31 @@ def test_uint8_model_gives_one_line_error_not_a_crash(shared_dir: Path) -> None:
     assert isinstance(info.value, EdgeMNV2Error)
 
 
-def test_tflm_abort_is_caught(int8_mnv2_035_128: Path) -> None:
-    """The random-weight 0.35/128 model makes TFLM call abort(); only the child process dies."""
+@pytest.fixture(scope="module")
+def narrow_logits_int8(tmp_path_factory, calib_dir: Path) -> Path:
+    """Logits within +-1e-6: the softmax input scale is below 2^-26, which TFLite Micro's softmax refuses."""
+    import keras
+
+    from edgemnv2.convert import ConvertOptions, convert
+    from edgemnv2.models import UserModel
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, strides=2)(inp))
+    tiny = keras.initializers.RandomNormal(stddev=1e-7)
+    out = keras.layers.Dense(10, activation="softmax", kernel_initializer=tiny, bias_initializer="zeros")(x)
+    folder = tmp_path_factory.mktemp("narrow")
+    keras.Model(inp, out).save(folder / "narrow.keras")
+    path = folder / "narrow_int8.tflite"
+    convert(UserModel(folder / "narrow.keras"), ConvertOptions(calibration=calib_dir, num_calibration=2, output=path,
+                                                               calibration_method="minmax", bias_correction=False))
+    return path
+
+
+def test_tflm_abort_is_caught(narrow_logits_int8: Path) -> None:
+    """A model whose softmax TFLM cannot quantize makes it call abort(); only the child process dies."""
     with pytest.raises(TFLMRejected, match="aborted"):
-        measure_arena(int8_mnv2_035_128)
+        measure_arena(narrow_logits_int8)
 
 
 def test_not_tflite_is_a_model_error(tmp_path: Path) -> None:
