@@ -13,11 +13,14 @@ CONVERT = SIDECAR_SCHEMA_VERSION   # convert --json: the sidecar (<model>.tflite
 VALIDATE = 1          # validate --json / --output: ValidationReport (+ passed, per_layer)
 RUN = 1               # run --json: conversion (the sidecar), validation, profiles
 PROFILE = 1           # profile --json: ProfileReport, or {model, devices: [ProfileReport]} for several devices
-DEVICES = 1           # devices --json: {devices: [profile summary]}
-FIT = 1               # fit --json
-EDGETPU_CHECK = 1     # edgetpu check --json: EdgeTpuReport
-EDGETPU_COMPILE = 1   # edgetpu compile --json: EdgeTpuReport from the compiler's log
-EXPORT = 1            # export --json: the export result (project files, arena, build commands)
+DEVICES = 2           # devices --json: {devices: [profile summary]} (1 was a bare list)
+EXPORT = 1            # export --json: the export result (project files, arena, build commands; or the static engine)
+BUILD = 1             # build --json: the build result (ELF, sizes, sources)
 FLASH = 1             # flash --json: the flash plan/result
 DEPLOY = 1            # deploy --json: the deploy result
 BENCH = 1             # bench --json: BenchReport (also for a partial report after an interrupted run)
+
+# Reports that stamp their own version (the CLI passes that constant, and refuses a mismatch):
+#   fit --json: edgemnv2.fit.SCHEMA_VERSION · sweep --json: edgemnv2.sweep.SCHEMA_VERSION
+#   profile --schedule --json: edgemnv2.profile.schedule_report.SCHEMA_VERSION
+#   edgetpu check|compile --json: edgemnv2.deploy.edgetpu.SCHEMA_VERSION

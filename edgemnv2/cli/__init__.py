@@ -102,6 +102,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: library errors become one line and their exit code."""
+    """Console-script entry point: every failure, usage errors included, becomes one line and its exit code."""
     with handle_errors(debug="--debug" in sys.argv[1:]):
-        cli.main(standalone_mode=True)
+        code = cli.main(standalone_mode=False)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from edgemnv2 import json_versions
 from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled
 from edgemnv2.errors import BoardError
 
@@ -66,11 +67,11 @@ def bench_cmd(port: str, baud: int, model: Path, images: Path, count: int | None
         if bar:
             bar[0].close()
         if partial is not None:
-            emit_json(partial) if as_json else click.echo(render_report(partial))
+            emit_json(partial, json_versions.BENCH) if as_json else click.echo(render_report(partial))
         raise
     if bar:
         bar[0].close()
-    emit_json(report) if as_json else click.echo(render_report(report))
+    emit_json(report, json_versions.BENCH) if as_json else click.echo(render_report(report))
 
 
 @click.command("board-sim")

@@ -8,9 +8,8 @@ from typing import Any
 
 import click
 
-from edgemnv2.cli.options import emit_json, json_option, progress_enabled, to_jsonable
-
-BUILD_SCHEMA_VERSION = 1
+from edgemnv2 import json_versions
+from edgemnv2.cli.options import emit_json, json_option, progress_enabled
 
 
 @click.command("build")
@@ -50,7 +49,7 @@ def build_cmd(project: Path, tflm_dir: Path | None, kernels: str | None, jobs: i
         if bar:
             bar[0].close()
     if as_json:
-        emit_json({"schema_version": BUILD_SCHEMA_VERSION, **to_jsonable(result)})
+        emit_json(result, json_versions.BUILD)
         return
     size = result.size
     click.echo(f"{result.elf}")

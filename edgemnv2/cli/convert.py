@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgemnv2 import json_versions
 from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled, require_modules
 from edgemnv2.convert import IO_TYPES, QUANTIZE_MODES, ConvertOptions, ConvertResult, convert
 from edgemnv2.errors import InputError
@@ -88,7 +89,8 @@ def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weigh
                              int16_activations=int16_activations)
     result = convert(source, options, progress=progress_enabled())
     if as_json:
-        emit_json({**result.sidecar.to_json(), "model": result.output, "sidecar": result.sidecar_path})
+        emit_json({**result.sidecar.to_json(), "model": result.output, "sidecar": result.sidecar_path},
+                  json_versions.CONVERT)
     else:
         click.echo(render_text(result))
 

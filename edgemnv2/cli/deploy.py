@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from edgemnv2 import json_versions
 from edgemnv2.cli.options import emit_json, json_option, output_option
 from edgemnv2.errors import GateFailed, InputError
 
@@ -19,10 +20,11 @@ def edgetpu_group() -> None:
 
 
 def _emit(report, show_ops: bool, as_json: bool) -> None:
+    from edgemnv2.deploy import edgetpu
     from edgemnv2.deploy.edgetpu import render_text, report_json
 
     if as_json:
-        emit_json(report_json(report))
+        emit_json(report_json(report), edgetpu.SCHEMA_VERSION)
     else:
         click.echo(render_text(report, show_ops))
 
@@ -143,7 +145,7 @@ def deploy_cmd(target: str, host_text: str, model: Path, labels: Path | None, po
     echo = (lambda line: click.echo(line, err=True)) if (as_json or not dry_run) else click.echo
     result = remote.deploy(config, dry_run=dry_run, echo=echo)
     if as_json:
-        emit_json(result)
+        emit_json(result, json_versions.DEPLOY)
         return
     if dry_run:
         return

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from edgemnv2 import json_versions
 from edgemnv2.cli.options import emit_json, json_option, output_option, to_jsonable
 from edgemnv2.deploy.export import DEFAULT_BAUD, TARGETS, ExportRequest, FirmwareExport, export_project
 from edgemnv2.errors import InputError
@@ -31,7 +32,7 @@ def _static_engine(model: Path, out: Path, options: EngineOptions, as_json: bool
 
     result = generate_engine(model, out, options.schedule, options.ram_budget, options.split, options.grid)
     if as_json:
-        emit_json(result)
+        emit_json(result, json_versions.EXPORT)
         return
     click.echo(f"static engine ({result.schedule} schedule, {result.steps} steps) in {result.out}: "
                f"{', '.join(result.files)}")
@@ -86,7 +87,7 @@ def export_cmd(target: str | None, engine: str, schedule: str, ram_budget: int |
     result = export_project(ExportRequest(target=target, model=model, out=output, arena_bytes=arena_bytes, board=board,
                                           labels=labels, baud=baud, engine=options))
     if as_json:
-        emit_json(result)
+        emit_json(result, json_versions.EXPORT)
         return
     if isinstance(result, FirmwareExport):
         for warning in result.warnings:

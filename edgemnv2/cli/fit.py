@@ -158,7 +158,7 @@ def fit_cmd(device: str | None, device_file: Path | None, max_latency_ms: float 
         click.echo(f"plot written to {plot}", err=True)
     limit = None if show_all or as_json else 15
     if as_json:
-        emit_json(fit_lib.report_json(report))
+        emit_json(fit_lib.report_json(report), fit_lib.SCHEMA_VERSION)
     elif as_markdown:
         click.echo(fit_lib.render_markdown(report, limit))
     else:
@@ -194,7 +194,7 @@ def sweep_cmd(spec: Path, out_dir: Path, executor: str, ray_address: str | None,
     candidates, inputs = sweep.load_spec(spec)
     report = run_and_print(candidates, inputs, out_dir, executor, ray_address)
     if as_json:
-        emit_json(report)
+        emit_json(report, sweep.SCHEMA_VERSION)
     else:
         click.echo(sweep.render_table(report))
     if report.failed:

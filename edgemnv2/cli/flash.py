@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgemnv2 import json_versions
 from edgemnv2.cli.options import emit_json, json_option
 from edgemnv2.deploy.flash import INSTALL_HINTS, TARGETS, plan_flash, run_flash
 
@@ -26,7 +27,7 @@ def flash_cmd(target: str, project: Path, port: str | None, fqbn: str | None, bo
     plan = plan_flash(target, project, port=port, fqbn=fqbn, board=board, tool=tool)
     result = run_flash(plan, dry_run=dry_run)
     if as_json:
-        emit_json(result)
+        emit_json(result, json_versions.FLASH)
         return
     if dry_run:
         for command in result.commands:

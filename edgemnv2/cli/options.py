@@ -39,6 +39,13 @@ def error_line(exc: BaseException) -> tuple[str, int]:
     one to install, and anything else is a bug reported in one line that points at --debug."""
     if isinstance(exc, EdgeMNV2Error):
         return f"Error: {exc}", exc.exit_code
+    if isinstance(exc, click.UsageError):
+        where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        return f"Error: {exc.format_message()}{where}", exc.exit_code
+    if isinstance(exc, click.ClickException):
+        return f"Error: {exc.format_message()}", exc.exit_code
+    if isinstance(exc, click.Abort):
+        return "Error: aborted", 1
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRA_FOR_MODULE:
         what, extra = EXTRA_FOR_MODULE[(exc.name or "").split(".")[0]]
         return f"Error: this command needs {what}, which is not installed: pip install 'edgemnv2[{extra}]' ({exc})", 1
@@ -59,8 +66,11 @@ def handle_errors(debug: bool) -> Iterator[None]:
     """Turn every exception into one stderr line and an exit code (a traceback too with --debug)."""
     try:
         yield
+    except BrokenPipeError:  # `edgemnv2 devices | head -1`: the reader left, nothing to report
+        sys.stderr.close()
+        sys.exit(1)
     except Exception as exc:  # the CLI boundary: nothing may end in a bare traceback
-        if debug:
+        if debug and not isinstance(exc, click.ClickException):
             traceback.print_exc()
         line, code = error_line(exc)
         click.echo(line, err=True)
@@ -94,9 +104,22 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")(func)
 
 
-def emit_json(data: Any) -> None:
-    """Print JSON on stdout (dataclasses, paths and numpy scalars are converted)."""
-    click.echo(json.dumps(to_jsonable(data), indent=2))
+def versioned(data: Any, schema_version: int) -> dict[str, Any]:
+    """`data` as a JSON object whose first key is `schema_version` (edgemnv2/json_versions.py says which).
+
+    A report that stamps its own version must carry the one the caller names, so the two cannot drift."""
+    body = to_jsonable(data)
+    if not isinstance(body, dict):
+        raise TypeError(f"a --json document is an object, not {type(body).__name__}")
+    own = body.pop("schema_version", schema_version)
+    if own != schema_version:
+        raise ValueError(f"report carries schema_version {own}, the command declares {schema_version}")
+    return {"schema_version": schema_version, **body}
+
+
+def emit_json(data: Any, schema_version: int) -> None:
+    """Print a `--json` document on stdout, `schema_version` first (dataclasses, paths, numpy converted)."""
+    click.echo(json.dumps(versioned(data, schema_version), indent=2))
 
 
 def to_jsonable(value: Any) -> Any:

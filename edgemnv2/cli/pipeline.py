@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgemnv2.cli.convert import render_text as render_conversion
+from edgemnv2 import json_versions
 from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled, require_modules, to_jsonable
 from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec
 from edgemnv2.profile.report import render_comparison, summary_lines
@@ -50,7 +51,7 @@ def run_cmd(alpha: str, resolution: str, weights: str, weights_dir: Path | None,
         emit_json({"conversion": {**report.conversion.sidecar.to_json(), "model": report.conversion.output,
                                    "sidecar": report.conversion.sidecar_path},
                    "validation": {**to_jsonable(report.validation), "passed": report.validation.passed},
-                   "profiles": report.profiles})
+                   "profiles": report.profiles}, json_versions.RUN)
     else:
         click.echo("== convert\n" + render_conversion(report.conversion))
         click.echo("\n== validate\n" + render_validation(report.validation))

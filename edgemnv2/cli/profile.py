@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgemnv2 import json_versions
 from edgemnv2.cli.options import emit_json, json_option, to_jsonable
 from edgemnv2.errors import GateFailed, InputError
 
@@ -66,7 +67,8 @@ def profile_cmd(model: Path | None, alpha: float | None, resolution: int | None,
         click.echo(f"plot written to {plot}", err=True)
     many = len(reports) > 1
     if as_json:
-        emit_json({"model": reports[0].model, "devices": [to_jsonable(r) for r in reports]} if many else reports[0])
+        emit_json({"model": reports[0].model, "devices": [to_jsonable(r) for r in reports]} if many else reports[0],
+                  json_versions.PROFILE)
     elif as_csv:
         click.echo(render.render_comparison_csv(reports) if many else render.render_csv(reports[0]), nl=False)
     elif as_markdown:
@@ -84,6 +86,7 @@ def _schedules(model: Path | None, alpha: float | None, resolution: int | None, 
                tiles: str | None, as_json: bool, other_format: bool, require_fit: bool) -> None:
     """`profile --schedule`: the schedule table (or JSON) and one fit verdict per device."""
     from edgemnv2.profile import resolve_devices
+    from edgemnv2.profile import schedule_report
     from edgemnv2.profile.schedule_report import build_schedule_report, render_schedules
 
     if schedule is None:
@@ -102,7 +105,7 @@ def _schedules(model: Path | None, alpha: float | None, resolution: int | None, 
     devices = resolve_devices(device, device_file) if device or device_file else []
     report = build_schedule_report(model, schedule, devices, ram_budget, patch_split, grid)
     if as_json:
-        emit_json(report)
+        emit_json(report, schedule_report.SCHEMA_VERSION)
     else:
         click.echo(render_schedules(report))
     if require_fit:
@@ -120,11 +123,11 @@ def devices_cmd(as_json: bool) -> None:
 
     devices = load_all()
     if as_json:
-        emit_json([{"key": d.key, "name": d.name, "kind": d.kind, "runtime": d.runtime, "cores": d.cores,
+        emit_json({"devices": [{"key": d.key, "name": d.name, "kind": d.kind, "runtime": d.runtime, "cores": d.cores,
                     "threads": d.threads, "clock_mhz": d.clock_mhz, "simd": d.simd, "ram_bytes": d.ram_bytes,
                     "psram_bytes": d.psram_bytes, "flash_bytes": d.flash_bytes,
                     "runtime_code_bytes": d.runtime_code_bytes, "calibration": d.calibration,
-                    "file": str(d.path)} for d in devices])
+                    "file": str(d.path)} for d in devices]}, json_versions.DEVICES)
         return
     rows = [[d.key, d.kind, f"{d.cores}x {d.clock_mhz:g} MHz", human_bytes(d.ram_bytes), human_bytes(d.flash_bytes), d.name]
             for d in devices]

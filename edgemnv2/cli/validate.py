@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from edgemnv2 import atomic
-from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled, to_jsonable
+from edgemnv2 import atomic, json_versions
+from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled, to_jsonable, versioned
 from edgemnv2.errors import InputError
 from edgemnv2.convert import ensure_writable
 
@@ -73,14 +73,14 @@ def validate_cmd(model: Path, reference: str | None, weights_dir: Path | None, d
                                        weights_dir=weights_dir)
         if plot is not None:
             layer_error.plot(layers, plot)
-    payload = {**to_jsonable(report), "passed": report.passed}
+    payload = versioned({**to_jsonable(report), "passed": report.passed}, json_versions.VALIDATE)
     if layers is not None:
         payload["per_layer"] = {"images": layers.images, "float_model": layers.float_model,
                                 "worst_first": to_jsonable(layers.worst())}
     if output is not None:
         atomic.write_json(output, payload)
     if as_json:
-        emit_json(payload)
+        emit_json(payload, json_versions.VALIDATE)
     else:
         click.echo(render_text(report))
         if layers is not None:

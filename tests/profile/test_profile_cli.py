@@ -94,7 +94,7 @@ def test_edgetpu_compiled_model_is_a_marked_row(edgetpu_model):
 def test_devices_listing():
     out = invoke("devices").stdout
     assert "rpi4" in out and "esp32-s3" in out
-    listing = json.loads(invoke("devices", "--json").stdout)
+    listing = json.loads(invoke("devices", "--json").stdout)["devices"]
     assert {"key", "kind", "ram_bytes", "flash_bytes", "calibration"} <= set(listing[0])
 
 
