@@ -18,7 +18,7 @@ TEMPLATES_PACKAGE = "edgemnv2.firmware_templates"
 
 
 def data_file(relative: str) -> Traversable:
-    """A file or folder shipped in the edgemnv2 package, by its path under edgemnv2/ ("deploy/boards.toml")."""
+    """A file or folder shipped in the edgemnv2 package, by its path under edgemnv2/ ("deploy/tflm_ops.toml")."""
     return resources.files("edgemnv2").joinpath(*relative.split("/"))
 
 

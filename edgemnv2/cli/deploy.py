@@ -102,7 +102,8 @@ def _agent_files() -> tuple[tuple[Path, str], ...]:
 
 
 @click.command("deploy")
-@click.option("--target", type=click.Choice(["rpi", "coral-devboard"]), required=True, help="Board family.")
+@click.option("--target", required=True, metavar="BOARD",
+              help="rpi | coral-devboard, or a board key of `edgemnv2 devices` (rpi4, rpi5, rpi-zero2w).")
 @click.option("--host", "host_text", required=True, metavar="USER@HOST", help="The board, as for ssh.")
 @click.option("--model", type=click.Path(path_type=Path), required=True, help="The .tflite to deploy.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Labels file copied next to it.")

@@ -61,7 +61,7 @@ def _static_engine(model: Path, out: Path, options: EngineOptions, as_json: bool
 @click.option("--arena-bytes", type=int, default=None,
               help="Tensor arena for TFLite Micro targets (default: the planned peak + 10 %).")
 @click.option("--board", default=None,
-              help="Board of the target: arduino nano33ble-sense|portenta-h7, esp-idf esp32s3, pico pico "
+              help="Board of the target: arduino nano33ble|portenta-h7, esp-idf esp32-s3, pico pico (the keys of `edgemnv2 devices`) "
                    "(default: the first).")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Labels file (phone targets).")
 @click.option("--baud", type=int, default=DEFAULT_BAUD, show_default=True, help="UART rate the firmware opens.")

@@ -17,7 +17,7 @@ from edgemnv2.deploy.flash import INSTALL_HINTS, TARGETS, plan_flash, run_flash
               help="Project folder (from `edgemnv2 export`; for stm32 a folder with the built .elf/.bin).")
 @click.option("--port", default=None, help="Serial port to upload through (arduino: required; esp-idf: optional).")
 @click.option("--fqbn", default=None, help="arduino-cli board id (default: the exported board's).")
-@click.option("--board", default=None, help="Board name from boards.toml (stm32: nucleo-h743zi).")
+@click.option("--board", default=None, help="Board key, as in `edgemnv2 devices` (stm32: nucleo-h743zi).")
 @click.option("--tool", default=None, help="stm32: openocd or st-flash (default: whichever is installed).")
 @click.option("--dry-run", is_flag=True, help="Print the commands without running them.")
 @json_option

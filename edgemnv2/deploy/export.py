@@ -84,7 +84,7 @@ class ExportRequest:
     model: Path
     out: Path
     arena_bytes: int | None = None  # None: planned from the model
-    board: str | None = None        # None: the target's first board in boards.toml
+    board: str | None = None        # None: the target's first board (deploy/boards.py)
     labels: Path | None = None      # phone targets
     baud: int = DEFAULT_BAUD
     engine: EngineOptions | None = None  # the static engine in place of TFLite Micro (emulated targets)

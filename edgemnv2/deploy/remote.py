@@ -24,7 +24,9 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from edgemnv2.deploy.boards import linux_boards
 from edgemnv2.errors import DeployError, InputError, ToolMissing
+from edgemnv2.profile.devices import canonical_key
 
 _HOST_RE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?(?P<host>[A-Za-z0-9_][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]+\])$")
 AGENT_SCRIPT = "agent.py"
@@ -56,6 +58,21 @@ TARGETS: dict[str, Target] = {
         agent_args=("--edgetpu", "on"),
         prefers_mdt=True),
 }
+
+
+def deploy_targets() -> list[str]:
+    """What `deploy --target` takes: a family above, or a device key whose profile names one."""
+    return [*TARGETS, *(key for key in linux_boards() if key not in TARGETS)]
+
+
+def resolve_target(name: str) -> str:
+    """The family (a TARGETS key) for a family, a device key (rpi4) or an old name of one."""
+    if name in TARGETS:
+        return name
+    family = linux_boards().get(canonical_key(name))
+    if family not in TARGETS:
+        raise InputError(f"--target {name!r}: use one of {', '.join(deploy_targets())}")
+    return family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,8 +267,7 @@ def _resolve_transport(config: DeployConfig) -> bool:
 
 def deploy(config: DeployConfig, dry_run: bool = False, echo: Echo = _stderr_echo) -> DeployResult:
     """Copy, install, (optionally) enable, then run one smoke inference on the board."""
-    if config.target not in TARGETS:
-        raise InputError(f"--target {config.target!r}: use one of {', '.join(TARGETS)}")
+    config = dataclasses.replace(config, target=resolve_target(config.target))
     target = TARGETS[config.target]
     files = [(Path(config.model), Path(config.model).name),
              *([(Path(config.labels), Path(config.labels).name)] if config.labels else []),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from edgemnv2.errors import DeviceProfileError, InputError
 from edgemnv2.resources import data_file
@@ -41,6 +42,7 @@ class BuildTarget:
     model_fallback: str | None = None
     code_reserve_bytes: int = 0
     stack_bytes: int = 16384
+    board: dict[str, Any] = field(default_factory=dict, compare=False)   # [X.board], read by deploy/boards.py
 
     @property
     def bare_metal(self) -> bool:

@@ -4,12 +4,19 @@ Facts live in data files with their sources (a `[sources]` table keyed like the 
 number can be checked and corrected without touching code. Loading validates every key and type and
 names the file, the key and the allowed values when something is wrong. `--device-file my.toml` loads
 a user's own profile through the same checks.
+
+This folder is the one hardware registry: a file's key is the name every command uses for that hardware
+(`profile --device`, `export`/`flash --board`, `deploy --target`); `aliases` keeps older names working;
+`base = "KEY"` takes another profile's facts and changes only what differs (same chip, another board), so
+no fact is written twice; the `[board]` table holds what only firmware export, flashing or deploy need
+(read by edgemnv2/deploy/boards.py).
 """
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
@@ -69,6 +76,8 @@ class DeviceProfile:
     sources: dict[str, str]
     calibration: str                         # what `efficiency` was fitted to, or "uncalibrated ..."
     path: Path = field(compare=False, default=Path())
+    aliases: tuple[str, ...] = ()            # older names that resolve to this key
+    board: dict[str, Any] | None = None      # the [board] table: export/flash/deploy facts (deploy/boards.py)
 
     @property
     def is_mcu(self) -> bool:
@@ -84,18 +93,47 @@ def known_devices() -> list[str]:
     return sorted(p.name[:-5] for p in _devices_dir().iterdir() if p.name.endswith(".toml"))
 
 
+def _bundled_text(key: str) -> tuple[str, Path]:
+    resource = _devices_dir() / f"{key}.toml"
+    return resource.read_text(encoding="utf-8"), Path(str(resource))
+
+
+@lru_cache(maxsize=1)
+def device_aliases() -> dict[str, str]:
+    """Old name -> key, from every bundled profile's `aliases`; an alias may not shadow a key or another alias."""
+    aliases: dict[str, str] = {}
+    keys = set(known_devices())
+    for key in sorted(keys):
+        text, path = _bundled_text(key)
+        try:
+            names = tomllib.loads(text).get("aliases", [])
+        except tomllib.TOMLDecodeError as exc:
+            raise DeviceProfileError(f"{path}: not valid TOML ({exc})") from None
+        for alias in names:
+            if alias in keys or alias in aliases:
+                raise DeviceProfileError(f"{path}: alias {alias!r} is already a device key or another alias")
+            aliases[alias] = key
+    return aliases
+
+
+def canonical_key(name: str) -> str:
+    """The registry key for a key or an old name (unchanged when it is neither)."""
+    return device_aliases().get(name, name)
+
+
 def load_device(key: str) -> DeviceProfile:
-    """A bundled profile by key; unknown keys list the known ones."""
+    """A bundled profile by key or alias; unknown names list the known keys."""
     known = known_devices()
+    key = canonical_key(key)
     if key not in known:
         raise DeviceProfileError(f"unknown device '{key}'; known devices: {', '.join(known)} "
                                  "(or give your own profile with --device-file)")
-    resource = _devices_dir() / f"{key}.toml"
-    return _parse(resource.read_text(encoding="utf-8"), Path(str(resource)), key)
+    text, path = _bundled_text(key)
+    return _parse(text, path, key)
 
 
 def load_device_file(path: Path) -> DeviceProfile:
-    """A user's profile file, checked like the bundled ones."""
+    """A user's profile file, checked like the bundled ones (`base` may name a bundled profile)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -108,6 +146,31 @@ def load_device_file(path: Path) -> DeviceProfile:
 
 def load_all() -> list[DeviceProfile]:
     return [load_device(key) for key in known_devices()]
+
+
+_OWN_KEYS = ("aliases", "base", "board")   # never taken from a base profile
+
+
+def _merge(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """`own` over `base`, table by table (a value given in `own` replaces the base's)."""
+    merged = dict(base)
+    for k, v in own.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def _with_base(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    base = data.get("base")
+    if base is None:
+        return data
+    if not isinstance(base, str) or canonical_key(base) not in known_devices():
+        raise DeviceProfileError(f"{path}: key 'base' must name a bundled device ({', '.join(known_devices())}), "
+                                 f"got {base!r}")
+    text, base_path = _bundled_text(canonical_key(base))
+    base_data = tomllib.loads(text)
+    if "base" in base_data:
+        raise DeviceProfileError(f"{path}: base profile {base_path} has a base itself; name the root profile")
+    return _merge({k: v for k, v in base_data.items() if k not in _OWN_KEYS}, data)
 
 
 class _Reader:
@@ -167,7 +230,7 @@ class _Reader:
             raise self.fail(unknown[0], f"is not a profile key; allowed: {', '.join(sorted(allowed))}")
 
 
-_TOP_KEYS = {"name", "kind", "runtime", "cores", "threads", "clock_mhz", "simd", "ram_bytes", "flash_bytes",
+_TOP_KEYS = {"aliases", "base", "board", "name", "kind", "runtime", "cores", "threads", "clock_mhz", "simd", "ram_bytes", "flash_bytes",
              "psram_bytes", "runtime_code_bytes", "runtime_ram_bytes", "calibration", "cpu", "edgetpu", "sources"}
 _CPU_KEYS = {"int8_macs_per_cycle", "cycles_per_output", "elementwise_cycles_per_byte", "op_overhead_us",
              "parallel_efficiency", "float32_slowdown", "activation_bandwidth_mbps", "weight_bandwidth_mbps",
@@ -176,11 +239,19 @@ _TPU_KEYS = {"peak_macs_per_second", "utilization", "parameter_cache_bytes", "ho
              "invoke_overhead_us", "op_overhead_us", "efficiency"}
 
 
+def _aliases(top: _Reader) -> tuple[str, ...]:
+    names = top.get("aliases", list, [])
+    if not all(isinstance(n, str) and n for n in names):
+        raise top.fail("aliases", f"must be a list of names, got {names!r}")
+    return tuple(names)
+
+
 def _parse(text: str, path: Path, key: str) -> DeviceProfile:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DeviceProfileError(f"{path}: not valid TOML ({exc})") from None
+    data = _with_base(data, path)
     top = _Reader(data, path)
     top.check_unknown(_TOP_KEYS)
     kind = top.get("kind", str)
@@ -225,4 +296,5 @@ def _parse(text: str, path: Path, key: str) -> DeviceProfile:
         psram_bytes=top.get("psram_bytes", int, 0), runtime_code_bytes=top.get("runtime_code_bytes", int),
         runtime_ram_bytes=top.get("runtime_ram_bytes", int, 0), cpu=cpu, edgetpu=tpu, sources=sources,
         calibration=top.get("calibration", str), path=path,
+        aliases=_aliases(top), board=top.get("board", dict, None),
     )

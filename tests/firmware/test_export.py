@@ -131,7 +131,7 @@ def test_arena_and_board_options(tmp_path: Path, mcu_model: Path) -> None:
 @pytest.mark.parametrize("args,message", [
     (["--target", "pico", "--model", "{missing}"], "model file not found"),
     (["--target", "pico", "--model", "{edgetpu}"], "custom op(s) edgetpu-custom-op have no TFLite Micro kernel"),
-    (["--target", "pico", "--model", "{model}", "--board", "nano33ble-sense"], "unknown board 'nano33ble-sense' for target pico"),
+    (["--target", "pico", "--model", "{model}", "--board", "nano33ble"], "unknown board 'nano33ble' for target pico"),
     (["--target", "pico", "--model", "{model}", "--arena-bytes", "0"], "--arena-bytes must be positive"),
     (["--target", "pico", "--model", "{model}", "--out", "{busy}"], "is not empty and was not made by"),
     (["--target", "linux-agent", "--model", "{model}", "--arena-bytes", "1000"], "applies to microcontroller targets"),

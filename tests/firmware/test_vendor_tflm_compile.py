@@ -15,12 +15,12 @@ from edgemnv2.firmware.build import compile_flags
 from edgemnv2.firmware.targets import BuildTarget
 
 CASES = {  # target, board -> compiler, CPU flags (the boards' cores: M4F, M7, M0+; Xtensa built for the host)
-    ("arduino", "nano33ble-sense"): ("arm-none-eabi", ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
+    ("arduino", "nano33ble"): ("arm-none-eabi", ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
                                                        "-mfpu=fpv4-sp-d16"]),
     ("arduino", "portenta-h7"): ("arm-none-eabi", ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard",
                                                    "-mfpu=fpv5-d16"]),
     ("pico", "pico"): ("arm-none-eabi", ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"]),
-    ("esp-idf", "esp32s3"): ("host", []),
+    ("esp-idf", "esp32-s3"): ("host", []),
 }
 SOURCE_DIRS = {"arduino": "edgemnv2_fw/src", "esp-idf": "main", "pico": "src"}
 
