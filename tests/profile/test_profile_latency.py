@@ -10,34 +10,33 @@ from edgemnv2.profile.cost import graph_costs
 from edgemnv2.profile.devices import load_device
 from edgemnv2.profile.graph import Layer, ModelGraph
 from edgemnv2.profile.latency import TpuPartition, estimate
-from edgemnv2.profile.spec import mobilenet_v1_graph, mobilenet_v2_graph
+from edgemnv2.profile.published import published_rows
+from edgemnv2.profile.spec import mobilenet_v2_graph
 
 
 def total_ms(graph: ModelGraph, key: str) -> float:
     return estimate(graph, graph_costs(graph), load_device(key)).total_ms
 
 
-# Held-out rows (never used to set a profile value; see benchmarks/latency_calibration.py).
-HELD_OUT = [
-    ("rpi4", lambda: mobilenet_v2_graph(1.0, 224, dtype="float32"), 46.0),        # XNNPACK README 2022
-    ("rpi4", lambda: mobilenet_v1_graph(1.0, 224, dtype="float32"), 75.0),        # XNNPACK README 2020
-    ("coral-usb", lambda: mobilenet_v1_graph(1.0, 224), 2.4),                     # coral.ai benchmarks
-    ("coral-devboard", lambda: mobilenet_v1_graph(1.0, 224), 2.4),
-    ("stm32h7", lambda: mobilenet_v2_graph(0.35, 224), 313.92),                   # ST model zoo
-    ("stm32h7", lambda: mobilenet_v2_graph(1.0, 224), 1106.64),
-    ("stm32h7", lambda: mobilenet_v2_graph(1.4, 224), 2010.66),
-    ("esp32-s3", lambda: mobilenet_v1_graph(0.25, 96, classes=2, channels=1), 54.0),  # esp-tflite-micro README
-]
+# The published rows (edgemnv2/profile/published_latency.toml, each with its source), as the benchmark reads them.
+HELD_OUT = [r for r in published_rows() if r.role == "held-out"]
+FITTED = [r for r in published_rows() if r.role == "fitted"]
 
 
-@pytest.mark.parametrize("key,graph,published", HELD_OUT, ids=[f"{k}-{p}" for k, _, p in HELD_OUT])
-def test_held_out_published_latency_within_35_percent(key, graph, published):
-    assert total_ms(graph(), key) == pytest.approx(published, rel=0.35)
+@pytest.mark.parametrize("row", HELD_OUT, ids=[f"{r.device}-{r.published_ms:g}" for r in HELD_OUT])
+def test_held_out_published_latency_within_35_percent(row):
+    assert total_ms(row.graph(), row.device) == pytest.approx(row.published_ms, rel=0.35)
 
 
-def test_fitted_rows_are_reproduced():
-    assert total_ms(mobilenet_v2_graph(1.0, 224), "rpi4") == pytest.approx(17.0, rel=0.05)
-    assert total_ms(mobilenet_v2_graph(1.0, 224, 1001), "coral-usb") == pytest.approx(2.6, rel=0.05)
+@pytest.mark.parametrize("row", FITTED, ids=[f"{r.device}-{r.published_ms:g}" for r in FITTED])
+def test_fitted_rows_are_reproduced(row):
+    assert total_ms(row.graph(), row.device) == pytest.approx(row.published_ms, rel=0.06)
+
+
+def test_published_rows_cover_every_fitted_profile_and_hold_out_some():
+    assert {r.device for r in FITTED} == {"rpi4", "coral-usb", "coral-devboard", "stm32h7", "pico"}
+    assert len(HELD_OUT) >= 8 and all(r.source for r in published_rows())
+    assert {r.model: r.published_ms for r in FITTED if r.device == "rpi4"} == {"MobileNetV2 1.0/224 int8": 17.0}
 
 
 def test_latency_grows_with_work_and_falls_with_clock():
