@@ -441,7 +441,8 @@ def render_firmware(request: ExportRequest) -> FirmwareExport:
 
             from edgemnv2.firmware.targets import build_target
 
-            static = write_firmware_engine(facts.path, src, request.engine, build_target(request.target).bare_metal)
+            static = write_firmware_engine(facts.path, src, request.engine, build_target(request.target).bare_metal,
+                                           stack_target=request.target)
             written += static.files
             calls, arena, arena_source = [], static.arena_bytes, f"{static.schedule} schedule"
         for name in COMMON_FILES:
@@ -507,6 +508,7 @@ def _finish_emulated(request: ExportRequest, board: Board, facts: ModelFacts, ca
                 "operator_count": facts.operator_count,
                 "kernels_default": STATIC_KERNELS if static else spec.kernels_default,
                 "engine": "static" if static else "tflm", "schedule": static.schedule if static else None,
+                "planned_stack_bytes": static.stack_bytes if static else None,
                 "linker_script": f"src/{LINKER_SCRIPT}" if spec.bare_metal else None, "placement": placement,
                 "portable_sources": list(PORTABLE_SOURCES), "files": _manifest_files(written, out)}
     _write(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n", written)

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgemnv2.errors import ModelError, RuntimeUnavailable, ToolMissing
 from edgemnv2.profile.opgraph import Op, OpGraph, read_opgraph
-from edgemnv2.profile.schedule import Schedule, Step, plan_schedule
+from edgemnv2.profile.schedule import DEFAULT_STACK_TARGET, Schedule, Step, plan_schedule
 
 KERNEL_FILES = ("se_kernels.c", "se_kernels.h", "se_host_main.c")
 GENERATED_FILES = ("se_model.h", "se_model.c") + KERNEL_FILES
@@ -88,16 +88,19 @@ def activation_range(activation: str, scale: float, zero_point: int, lo: int = -
 # ---------------------------------------------------------------------------------------------- C text
 
 
-def _array(ctype: str, name: str, values, attr: str = "") -> str:
+def _array(ctype: str, name: str, values, attr: str = "", declare_only: bool = False) -> str:
     flat = np.asarray(values).reshape(-1)
+    if declare_only:
+        return f"extern const {ctype} {name}[{max(1, flat.size)}];\n"
     body = ",".join(str(int(v)) for v in flat)
     return f"static const {ctype} {name}[{max(1, flat.size)}]{attr} = {{{body or '0'}}};\n"
 
 
 class _Writer:
-    def __init__(self, g: OpGraph, s: Schedule, weights_attr: str = "") -> None:
+    def __init__(self, g: OpGraph, s: Schedule, weights_attr: str = "", declare_only: bool = False) -> None:
         self.g, self.s = g, s
         self.weights_attr = weights_attr
+        self.declare_only = declare_only
         self.consts: list[str] = []
         self.code: list[str] = []
         self.weights_bytes = 0
@@ -145,11 +148,11 @@ class _Writer:
 
     def constants(self, n: int, weights, bias: int, pairs: list[tuple[int, int]]) -> str:
         """Emit step n's weights, bias (tensor index, -1 = none), multipliers and shifts; the bias's C name."""
-        a = self.weights_attr
-        self.consts.append(_array("int8_t", f"w{n}", weights, a))
+        a, d = self.weights_attr, self.declare_only
+        self.consts.append(_array("int8_t", f"w{n}", weights, a, d))
         self.weights_bytes += int(np.asarray(weights).size) + 8 * len(pairs)
         if bias >= 0:
-            self.consts.append(_array("int32_t", f"b{n}", self.g.tensor_data(bias), a))
+            self.consts.append(_array("int32_t", f"b{n}", self.g.tensor_data(bias), a, d))
             self.weights_bytes += 4 * int(self.g.tensor_data(bias).size)
         self.consts.append(_array("int32_t", f"m{n}", [p[0] for p in pairs], a))
         self.consts.append(_array("int32_t", f"s{n}", [p[1] for p in pairs], a))
@@ -297,13 +300,16 @@ class EngineText:
     weights_bytes: int
 
 
-def render_engine(g: OpGraph, s: Schedule, arena_attr: str = "", weights_attr: str = "") -> EngineText:
+def render_engine(g: OpGraph, s: Schedule, arena_attr: str = "", weights_attr: str = "",
+                  declare_only: bool = False) -> EngineText:
     """se_model.h and se_model.c for graph `g` run with schedule `s` (inplace or patch). `arena_attr` and
-    `weights_attr` are C attributes a firmware's linker script needs (sections for the arena and the weights)."""
+    `weights_attr` are C attributes a firmware's linker script needs (sections for the arena and the weights).
+    `declare_only` declares the weight and bias arrays extern instead of defining them: the same code in a
+    file that compiles in a second (for its call graph), which does not link."""
     if s.kind == "tflm":
         raise ModelError("the static engine runs the inplace or patch schedule; tflm is TFLite Micro's own")
     _check_int8(g)
-    w = _Writer(g, s, weights_attr)
+    w = _Writer(g, s, weights_attr, declare_only)
     p = s.patch
     split = p.split_step if p else 0
     if p is not None:
@@ -382,6 +388,7 @@ class FirmwareEngine:
     schedule: str
     runtime: str            # INFO's runtime: compared with TFLite Micro on the host, which it is bit-exact with
     arena_bytes: int
+    stack_bytes: int        # the planner's stack term for the target (engine_stack.toml)
     weights_bytes: int
     steps: int
     macs: int
@@ -389,11 +396,13 @@ class FirmwareEngine:
     config: tuple[str, ...]   # lines for edgemnv2_config.h
 
 
-def write_firmware_engine(model: Path, src: Path, options: EngineOptions, bare_metal: bool) -> FirmwareEngine:
+def write_firmware_engine(model: Path, src: Path, options: EngineOptions, bare_metal: bool,
+                          stack_target: str = DEFAULT_STACK_TARGET) -> FirmwareEngine:
     """The generated engine, its kernels and its runner (edgemnv2_static.c) into a firmware's `src`: the runner
     takes edgemnv2_tflm.cpp's place behind edgemnv2_model.h, so protocol, board code and bench stay the same."""
     g = read_opgraph(model)
-    s = plan_schedule(model, options.schedule, options.ram_budget, options.split, options.grid, graph=g)
+    s = plan_schedule(model, options.schedule, options.ram_budget, options.split, options.grid, graph=g,
+                      stack_target=stack_target)
     if bare_metal:
         text = render_engine(g, s, ' __attribute__((section(".arena")))',
                              f' __attribute__((section("{WEIGHTS_SECTION}")))')
@@ -408,7 +417,7 @@ def write_firmware_engine(model: Path, src: Path, options: EngineOptions, bare_m
               f'#define EDGEMNV2_RUNTIME "tflm+static-{s.kind}"', "#define EDGEMNV2_MEASURES_RAM 1"]
     if bare_metal:
         config.append("#define EDGEMNV2_STACK_LIMIT 1 /* the linker script's __stack_limit__ / __stack_top__ */")
-    return FirmwareEngine(s.kind, f"tflm+static-{s.kind}", s.arena_bytes, text.weights_bytes, len(s.steps), s.macs,
+    return FirmwareEngine(s.kind, f"tflm+static-{s.kind}", s.arena_bytes, s.stack_bytes, text.weights_bytes, len(s.steps), s.macs,
                           tuple(files), tuple(config))
 
 

@@ -22,7 +22,8 @@ Everything live in RAM is counted: the graph input and output, activations, scra
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 from edgemnv2.errors import InputError, ModelError
@@ -101,6 +102,13 @@ class Schedule:
     inplace_steps: tuple[int, ...] = ()     # steps whose output overwrites their input
     patch: PatchPlan | None = None
     notes: tuple[str, ...] = ()
+    stack_bytes: int = 0           # the static engine's stack on `stack_target` (engine_stack.toml); 0 for tflm
+    stack_target: str = ""
+
+    @property
+    def ram_bytes(self) -> int:
+        """The planned peak with the engine's stack: what the firmware measures (arena high-water + stack)."""
+        return self.peak_bytes + self.stack_bytes
 
     @property
     def extra_macs(self) -> int:
@@ -109,6 +117,42 @@ class Schedule:
     @property
     def extra_macs_ratio(self) -> float:
         return self.extra_macs / self.base_macs if self.base_macs else 0.0
+
+
+# ---------------------------------------------------------------------------------------------- stack
+
+DEFAULT_STACK_TARGET = "mps2-an386"   # Cortex-M4: the emulated board the measurements run on
+# the kernel functions each step kind may call (se_kernels.c); an in-place depthwise has its own
+_STEP_KERNELS = {"conv": ("se_conv",), "depthwise": ("se_depthwise",), "pointwise": ("se_pointwise", "se_conv"),
+                 "add": ("se_add",), "quantize": ("se_quantize", "se_quantize_flat"), "mean": ("se_mean_hw",),
+                 "fully_connected": ("se_fully_connected",), "softmax": ("se_softmax",)}
+
+
+@lru_cache(maxsize=None)
+def _stack_table() -> dict:
+    import tomllib
+
+    from edgemnv2.resources import data_file
+
+    return tomllib.loads(data_file("profile/engine_stack.toml").read_text(encoding="utf-8"))
+
+
+def engine_stack_bytes(kind: str, steps: tuple[Step, ...], inplace_steps: tuple[int, ...] | list[int],
+                       target: str) -> int:
+    """Stack of the static engine running `steps` on build target `target`: the runner's and se_invoke's
+    frames plus the deepest kernel chain any step calls (gcc's call graph, engine_stack.toml)."""
+    table = _stack_table()
+    if target not in table:
+        raise InputError(f"no engine stack data for target {target!r} (have {', '.join(table)}): "
+                         "run benchmarks/engine_stack.py --write")
+    kernels = table[target]["kernels"]
+    deepest = 0
+    for step in steps:
+        names = _STEP_KERNELS.get(step.kind, ())
+        if step.kind == "depthwise" and step.index in inplace_steps:
+            names = ("se_depthwise_inplace",)
+        deepest = max([deepest] + [kernels.get(n, 0) for n in names])
+    return table[target]["invoke"][kind] + deepest
 
 
 # ---------------------------------------------------------------------------------------------- steps
@@ -365,7 +409,8 @@ def _schedule_from_groups(kind: str, g: OpGraph, steps: tuple[Step, ...], groups
         scratch_bytes=max([b for _, b in scratch.values()], default=0), lower_bound_bytes=max(live, default=0),
         macs=macs, base_macs=base_macs, timeline=tuple(op_live), timeline_by_step=tuple(live),
         op_names=tuple(op.name for op in g.ops),
-        steps=steps, offsets=tensor_offsets, scratch=scratch, inplace_steps=tuple(inplace), patch=patch)
+        steps=steps, offsets=tensor_offsets, scratch=scratch, inplace_steps=tuple(inplace), patch=patch,
+        stack_bytes=engine_stack_bytes(kind, steps, inplace, DEFAULT_STACK_TARGET), stack_target=DEFAULT_STACK_TARGET)
 
 
 def plan_inplace(g: OpGraph, steps: tuple[Step, ...] | None = None) -> Schedule:
@@ -635,9 +680,18 @@ def parse_grid(text: str) -> tuple[int, int]:
 
 def plan_schedule(model: bytes | Path | str, kind: str, ram_budget: int | None = None,
                   split: int | None = None, grid: tuple[int, int] | None = None,
-                  graph: OpGraph | None = None) -> Schedule:
+                  graph: OpGraph | None = None, stack_target: str = DEFAULT_STACK_TARGET) -> Schedule:
     """One schedule of `model`: "tflm", "inplace", "patch" (auto split/grid unless both given) or "auto"
-    (the first of tflm, inplace, patch whose peak fits `ram_budget`; without a budget, the lowest peak)."""
+    (the first of tflm, inplace, patch whose peak fits `ram_budget`; without a budget, the lowest peak).
+    A static schedule's `stack_bytes` is the engine's stack on build target `stack_target`."""
+    s = _plan(model, kind, ram_budget, split, grid, graph)
+    if s.kind != "tflm" and stack_target != s.stack_target:
+        s = replace(s, stack_bytes=engine_stack_bytes(s.kind, s.steps, s.inplace_steps, stack_target), stack_target=stack_target)
+    return s
+
+
+def _plan(model: bytes | Path | str, kind: str, ram_budget: int | None, split: int | None,
+          grid: tuple[int, int] | None, graph: OpGraph | None) -> Schedule:
     g = graph or read_opgraph(model)
     data = model if isinstance(model, bytes) else Path(model).read_bytes()
     if kind == "tflm":

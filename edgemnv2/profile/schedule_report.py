@@ -28,6 +28,7 @@ class ScheduleRow:
     output_bytes: int
     scratch_bytes: int
     lower_bound_bytes: int
+    stack_bytes: int                          # the static engine's stack on Cortex-M4 (not in peak_ram_bytes)
     macs: int
     extra_macs: int
     extra_macs_ratio: float
@@ -91,7 +92,7 @@ def _row(model: Path, s: Schedule, g: OpGraph, devices: list[DeviceProfile]) -> 
     return ScheduleRow(
         schedule=s.kind, peak_ram_bytes=s.peak_bytes, arena_bytes=s.arena_bytes, persistent_bytes=s.persistent_bytes,
         input_bytes=s.input_bytes, output_bytes=s.output_bytes, scratch_bytes=s.scratch_bytes,
-        lower_bound_bytes=s.lower_bound_bytes, macs=s.macs, extra_macs=s.extra_macs,
+        lower_bound_bytes=s.lower_bound_bytes, stack_bytes=s.stack_bytes, macs=s.macs, extra_macs=s.extra_macs,
         extra_macs_ratio=s.extra_macs_ratio, split_step=s.patch.split_step if s.patch else None,
         tile_grid=list(s.patch.grid) if s.patch else None, inplace_steps=len(s.inplace_steps),
         latency_ms=_latency(model, s, g, devices), timeline=list(s.timeline))
@@ -171,15 +172,17 @@ def render_schedules(report: ScheduleReport) -> str:
     from edgemnv2.profile.report import grid
 
     keys = sorted({k for r in report.schedules for k in r.latency_ms})
-    header = ["schedule", "peak RAM B", "vs TFLM", "arena B", "persistent B", "scratch B", "MACs", "extra MACs",
+    header = ["schedule", "peak RAM B", "vs TFLM", "arena B", "persistent B", "scratch B", "stack B", "MACs",
+              "extra MACs",
               "split/tiles"] + [f"ms {k}" for k in keys]
     rows = []
     for r in report.schedules:
         tiles = f"step {r.split_step}, {r.tile_grid[0]}x{r.tile_grid[1]}" if r.tile_grid else ""
         latency = [("?" if r.latency_ms.get(k) is None else f"{r.latency_ms[k]:.1f}") for k in keys]
         rows.append([r.schedule, f"{r.peak_ram_bytes:,}", f"{r.peak_ram_bytes / report.tflm_arena_bytes:.1%}",
-                     f"{r.arena_bytes:,}", f"{r.persistent_bytes:,}", f"{r.scratch_bytes:,}", f"{r.macs:,}",
+                     f"{r.arena_bytes:,}", f"{r.persistent_bytes:,}", f"{r.scratch_bytes:,}",
+                     f"{r.stack_bytes:,}" if r.stack_bytes else "", f"{r.macs:,}",
                      f"+{r.extra_macs_ratio:.2%}", tiles] + latency)
-    lines = [f"model: {report.model}", grid(header, rows, right=set(range(1, 8)) | set(range(9, 9 + len(keys))))]
+    lines = [f"model: {report.model}", grid(header, rows, right=set(range(1, 9)) | set(range(10, 10 + len(keys))))]
     lines += [v.verdict for v in report.devices]
     return "\n".join(lines)

@@ -40,11 +40,14 @@ def test_static_engine_firmware_through_bench(tiny_mnv2: Path, shared_dir: Path,
     assert report.runtime == f"tflm+static-{schedule}" and report.reference_runtime == "tflm"
     assert report.received == 3 and report.exact_matches == 3, report
     # the firmware measured its own RAM (painted arena and stack): the arena as planned, a small stack
-    planned = plan_schedule(tiny_mnv2, schedule)
+    # and the planner's stack term (gcc's call graph of MobileNetV2 1.0/224's engine) bounds the measured stack
+    # (this small graph's se_invoke keeps fewer values on the stack across its tile loop)
+    planned = plan_schedule(tiny_mnv2, schedule, stack_target=target)
     memory = report.memory
     assert memory is not None and memory.inferences == 3 and memory.arena_bytes == planned.arena_bytes
     assert 0.99 * planned.arena_bytes <= memory.arena_peak <= planned.arena_bytes
-    assert 0 < memory.stack_peak < 1024 and memory.stack_peak < memory.stack_boot_peak <= memory.stack_region
+    assert 0 < memory.stack_peak <= planned.stack_bytes <= memory.stack_peak + 256, (memory, planned.stack_bytes)
+    assert memory.stack_peak < memory.stack_boot_peak <= memory.stack_region
 
 
 def test_static_engine_needs_an_edgemnv2_build_target(tiny_mnv2: Path, tmp_path: Path) -> None:
