@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,13 @@ from edgemnv2.errors import DataError
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 SYNSETS_FILENAME = "imagenet_synsets.txt"
 _SYNSET_PREFIX = re.compile(r"^(n\d{8})_")
+# Larger images are skipped unread: decoding one takes memory in proportion (a small file can claim gigapixels).
+# PIL's own default, which it only warns about up to twice this.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header claims more pixels than `MAX_IMAGE_PIXELS` (skipped and counted, never fatal)."""
 
 
 @dataclass
@@ -63,7 +71,7 @@ def preprocess_image(img: Image.Image | Path, resolution: int, crop_fraction: fl
     Raises OSError/UnidentifiedImageError for unreadable files (the loader counts those).
     """
     if isinstance(img, (str, Path)):
-        with Image.open(img) as opened:
+        with _open_bounded(Path(img)) as opened:
             opened.load()
             img = _to_rgb(opened)
     else:
@@ -77,6 +85,21 @@ def preprocess_image(img: Image.Image | Path, resolution: int, crop_fraction: fl
         img = img.crop((left, top, left + side, top + side))
     img = img.resize((resolution, resolution), Image.BILINEAR)
     return np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+
+
+def _open_bounded(path: Path) -> Image.Image:
+    """Open an image, refusing one too large to decode safely before its pixels are read."""
+    limit = f"limit {MAX_IMAGE_PIXELS:,} pixels"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the check below replaces PIL's warning
+        try:
+            opened = Image.open(path)
+        except Image.DecompressionBombError:  # PIL refuses over twice its default, before telling the size
+            raise ImageTooLarge(f"too large to decode safely ({limit})") from None
+    if opened.width * opened.height > MAX_IMAGE_PIXELS:
+        opened.close()
+        raise ImageTooLarge(f"{opened.width}x{opened.height} is too large to decode safely ({limit})")
+    return opened
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

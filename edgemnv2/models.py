@@ -103,9 +103,11 @@ def keras_cache_dir() -> Path:
 def _mirror_dirs(weights_dir: Path | None) -> list[Path]:
     if weights_dir is not None:
         return [Path(weights_dir)]
-    if os.environ.get("EDGEMNV2_WEIGHTS_DIR"):
-        return [Path(os.environ["EDGEMNV2_WEIGHTS_DIR"])]
-    from edgemnv2.paths import shared_dir
+    from edgemnv2.paths import env_folder, shared_dir
+
+    given = env_folder("EDGEMNV2_WEIGHTS_DIR")
+    if given is not None:
+        return [given]
 
     shared = shared_dir(required=False)
     return [shared / "models"] if shared else []

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgemnv2 import data as data_mod
 from edgemnv2.convert import ConvertOptions, ConvertResult, convert
 from edgemnv2.models import ModelSpec
-from edgemnv2.profile import profile
+from edgemnv2.profile import profile, resolve_devices
 from edgemnv2.profile.report import ProfileReport
 from edgemnv2.validate import ValidationReport, validate
 
@@ -38,8 +38,10 @@ def run_pipeline(spec: ModelSpec, *, out_dir: Path, calibration: Path | None = N
     """
     from edgemnv2.paths import shared_calibration_dir, shared_validation_dir
 
+    resolve_devices(device)  # an unknown device or a bad profile fails now, not after minutes of conversion
     calib_dir = Path(calibration) if calibration is not None else shared_calibration_dir()
     data_dir = Path(data) if data is not None else shared_validation_dir()
+    data_mod.list_images(data_dir)  # so does a missing or empty validation folder
     held_out: tuple[str, ...] = ()
     calibrated_on: tuple[str, ...] = ()
     note = None
@@ -50,8 +52,7 @@ def run_pipeline(spec: ModelSpec, *, out_dir: Path, calibration: Path | None = N
         calibrated_on = tuple(data_mod.relative_name(f, calib_dir) for f in calib_files)
         note = (f"one folder for calibration and validation: {len(held_files)} of its {len(files)} images "
                 f"(seeded, seed {HOLDOUT_SEED}) were held out of calibration and only they are validated on")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    output = out_dir / f"{spec.name}_int8.tflite"
+    output = out_dir / f"{spec.name}_int8.tflite"  # convert checks it can be written before it starts
     conversion = convert(spec, ConvertOptions(quantize="int8", calibration=calib_dir, output=output,
                                               exclude_calibration=held_out), progress=progress)
     validation = validate(conversion.output, spec, data_dir, min_agreement=min_agreement, exclude=calibrated_on,

@@ -104,5 +104,5 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
 def main() -> None:
     """Console-script entry point: every failure, usage errors included, becomes one line and its exit code."""
     with handle_errors(debug="--debug" in sys.argv[1:]):
-        code = cli.main(standalone_mode=False)
+        code = cli.main(prog_name="edgemnv2", standalone_mode=False)
     sys.exit(code if isinstance(code, int) else 0)

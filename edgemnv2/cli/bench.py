@@ -11,17 +11,17 @@ from typing import Any
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled
+from edgemnv2.cli.options import (BaudRate, READ_FILE, READ_FOLDER, READ_PATH, SEED, emit_json, json_option, output_option, progress_enabled)
 from edgemnv2.errors import BoardError
 
 
 @click.command("bench")
 @click.option("--port", required=True, help="Serial port of the board (/dev/ttyACM0, COM3, a board-sim pty, "
                                              "or a pyserial URL such as socket://host:port).")
-@click.option("--baud", type=int, default=921600, show_default=True, help="UART baud rate (sets the timeouts and "
+@click.option("--baud", type=BaudRate(), default=921600, show_default=True, help="UART baud rate (sets the timeouts and "
                                                                           "the wire limit).")
-@click.option("--model", required=True, type=click.Path(path_type=Path), help="The .tflite model the board runs.")
-@click.option("--images", required=True, type=click.Path(path_type=Path), help="Folder of test images.")
+@click.option("--model", required=True, type=READ_FILE, help="The .tflite model the board runs.")
+@click.option("--images", required=True, type=READ_FOLDER, help="Folder of test images.")
 @click.option("--count", type=int, default=None, help="Use this many images (default: all).")
 @click.option("--warmup", type=int, default=0, show_default=True, help="Untimed inferences before the run.")
 @click.option("--timeout", type=float, default=None,
@@ -75,9 +75,9 @@ def bench_cmd(port: str, baud: int, model: Path, images: Path, count: int | None
 
 
 @click.command("board-sim")
-@click.option("--model", type=click.Path(path_type=Path), default=None,
+@click.option("--model", type=READ_FILE, default=None,
               help="The .tflite model to serve with the Python board (or use --firmware).")
-@click.option("--firmware", type=click.Path(path_type=Path), default=None,
+@click.option("--firmware", type=READ_PATH, default=None,
               help="Run the real C firmware instead: a project from `edgemnv2 build` (or its ELF), in QEMU for "
                    "mps2-an386/mps3-an547, natively for host.")
 @click.option("--icount", is_flag=True, help="With --firmware on QEMU: -icount shift=0, so cycles = instructions.")
@@ -85,10 +85,11 @@ def bench_cmd(port: str, baud: int, model: Path, images: Path, count: int | None
               help="With --firmware PROJECT: which build to run [default: the newest].")
 @click.option("--runtime", type=click.Choice(["tflm", "litert"]), default="tflm", show_default=True,
               help="tflm: TensorFlow Lite Micro kernels (as on a microcontroller); litert: LiteRT (Linux boards).")
-@click.option("--baud", type=int, default=921600, show_default=True, help="Simulated UART speed; 0 = unthrottled.")
+@click.option("--baud", type=BaudRate(zero=True), default=921600, show_default=True,
+              help="Simulated UART speed; 0 = unthrottled.")
 @click.option("--fault-rate", type=float, default=0.0, show_default=True,
               help="Probability per frame of a fault: corrupted or dropped byte, stall, or reset.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault injector.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the fault injector.")
 @click.option("--max-payload", type=int, default=16384, show_default=True, help="Largest INPUT chunk the board takes.")
 @click.option("--window", type=int, default=4, show_default=True, help="INPUT frames the host may have unacknowledged.")
 @click.option("--slots", type=click.IntRange(1, 2), default=2, show_default=True,

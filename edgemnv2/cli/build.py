@@ -9,16 +9,16 @@ from typing import Any
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import emit_json, json_option, progress_enabled
+from edgemnv2.cli.options import COUNT, READ_FOLDER, emit_json, json_option, progress_enabled
 
 
 @click.command("build")
-@click.argument("project", type=click.Path(path_type=Path))
-@click.option("--tflm-dir", type=click.Path(path_type=Path), default=None,
+@click.argument("project", type=READ_FOLDER)
+@click.option("--tflm-dir", type=READ_FOLDER, default=None,
               help="TensorFlow Lite Micro source tree [default: $EDGEMNV2_TFLM_DIR, else ../shared/tflm].")
 @click.option("--kernels", type=click.Choice(["cmsis-nn", "reference"]), default=None,
               help="Kernel set [default: cmsis-nn on Cortex-M, reference on the host].")
-@click.option("-j", "--jobs", type=int, default=2, show_default=True, help="Compilers run at once.")
+@click.option("-j", "--jobs", type=COUNT, default=2, show_default=True, help="Compilers run at once.")
 @json_option
 def build_cmd(project: Path, tflm_dir: Path | None, kernels: str | None, jobs: int, as_json: bool) -> None:
     """Build PROJECT (from `edgemnv2 export --target mps2-an386|mps3-an547|host`): the TFLM core and only the

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled, require_modules
+from edgemnv2.cli.options import (READ_FOLDER, READ_PATH, SEED, emit_json, json_option, output_option, progress_enabled, require_modules)
 from edgemnv2.convert import IO_TYPES, QUANTIZE_MODES, ConvertOptions, ConvertResult, convert
 from edgemnv2.errors import InputError
 from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec, UserModel
@@ -45,21 +45,21 @@ def quantization_options(func):  # type: ignore[no-untyped-def]
               help="Input size: " + ", ".join(map(str, RESOLUTIONS)) + " (default 224).")
 @click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|none|PATH",
               help="ImageNet weights (offline first), random weights, or a weights file.")
-@click.option("--weights-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--weights-dir", type=READ_FOLDER, default=None,
               help="Folder holding Keras's weight files by their own names (default: $EDGEMNV2_WEIGHTS_DIR, "
                    "then ../shared/models, then the Keras cache).")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+@click.option("--model", "model_path", type=READ_PATH, default=None,
               help="Convert your own Keras model (.keras, .h5 or SavedModel folder) instead of a MobileNetV2 spec.")
 @click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default="int8", show_default=True,
               help="int8 = full integer (no float fallback); the others are for comparison.")
 @click.option("--io", type=click.Choice(IO_TYPES), default=None,
               help="Input/output type of an int8 model (default int8; float32 for other modes).")
 @output_option("Where to write the .tflite (default <model>_<quantize>.tflite here); the sidecar is <output>.json.")
-@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+@click.option("--calibration", type=READ_FOLDER, default=None,
               help="Folder of calibration images (default ../shared/data/imagenet-calib).")
 @click.option("--num-calibration", type=int, default=100, show_default=True,
               help="Calibration images to use (seeded choice when the folder has more).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration choice.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the calibration choice.")
 @quantization_options
 @json_option
 def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weights_dir: Path | None,

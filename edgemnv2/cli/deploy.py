@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import emit_json, json_option, output_option
+from edgemnv2.cli.options import READ_FILE, emit_json, json_option, output_option
 from edgemnv2.errors import GateFailed, InputError
 
 
@@ -35,7 +35,7 @@ def _gate(report, strict: bool) -> None:
 
 
 @edgetpu_group.command("check")
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", type=READ_FILE)
 @click.option("--ops", "show_ops", is_flag=True,
               help="List every operator: TPU, or CPU before/after the TPU segment, with the compiler's status and why.")
 @click.option("--compiler-version", default=None, metavar="N",
@@ -44,9 +44,9 @@ def _gate(report, strict: bool) -> None:
                    "sends the first unsupported op and everything after it to the CPU.")
 @click.option("--strict", is_flag=True,
               help="Exit 3 when any op runs on the CPU or parameters stream from host memory.")
-@click.option("--rules", type=click.Path(path_type=Path), default=None,
+@click.option("--rules", type=READ_FILE, default=None,
               help="Use another rules file instead of the packaged edgetpu_ops.toml.")
-@click.option("--against", type=click.Path(path_type=Path), default=None, metavar="COMPILED.tflite",
+@click.option("--against", type=READ_FILE, default=None, metavar="COMPILED.tflite",
               help="Hold the prediction against MODEL_edgetpu.tflite made by edgetpu_compiler: lists every op the "
                    "two place differently.")
 @json_option
@@ -70,7 +70,7 @@ def check_cmd(model: Path, show_ops: bool, compiler_version: str | None, strict:
 
 
 @edgetpu_group.command("compile", context_settings={"ignore_unknown_options": True})
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", type=READ_FILE)
 @click.argument("compiler_args", nargs=-1, type=click.UNPROCESSED)
 @output_option("Folder where edgetpu_compiler writes *_edgetpu.tflite (default: the current folder).", old=("--out-dir",))
 @click.option("--strict", is_flag=True, help="Exit 3 when any op stays on the CPU or parameters are streamed.")
@@ -105,11 +105,11 @@ def _agent_files() -> tuple[tuple[Path, str], ...]:
 @click.option("--target", required=True, metavar="BOARD",
               help="rpi | coral-devboard, or a board key of `edgemnv2 devices` (rpi4, rpi5, rpi-zero2w).")
 @click.option("--host", "host_text", required=True, metavar="USER@HOST", help="The board, as for ssh.")
-@click.option("--model", type=click.Path(path_type=Path), required=True, help="The .tflite to deploy.")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Labels file copied next to it.")
+@click.option("--model", type=READ_FILE, required=True, help="The .tflite to deploy.")
+@click.option("--labels", type=READ_FILE, default=None, help="Labels file copied next to it.")
 @click.option("--port", type=click.IntRange(1, 65535), default=22, show_default=True, help="ssh port.")
-@click.option("--identity", type=click.Path(path_type=Path), default=None, help="ssh private key (ssh -i).")
-@click.option("--known-hosts", type=click.Path(path_type=Path), default=None,
+@click.option("--identity", type=READ_FILE, default=None, help="ssh private key (ssh -i).")
+@click.option("--known-hosts", type=READ_FILE, default=None,
               help="known_hosts file holding the board's host key (default: ~/.ssh/known_hosts).")
 @click.option("--dest", default="edgemnv2", show_default=True, help="Folder on the board (relative = under home).")
 @click.option("--python", "python", default="python3", show_default=True,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import emit_json, json_option, output_option, to_jsonable
+from edgemnv2.cli.options import BaudRate, READ_FILE, emit_json, json_option, output_option, to_jsonable
 from edgemnv2.deploy.export import DEFAULT_BAUD, TARGETS, ExportRequest, FirmwareExport, export_project
 from edgemnv2.errors import InputError
 
@@ -55,20 +55,23 @@ def _static_engine(model: Path, out: Path, options: EngineOptions, as_json: bool
 @click.option("--patch-split", type=click.IntRange(min=1), default=None, metavar="STEP",
               help="--schedule patch: tile the first STEP steps (with --tiles).")
 @click.option("--tiles", default=None, metavar="ROWSxCOLS", help="--schedule patch: the tile grid, e.g. 4x4.")
-@click.option("--model", "model", required=True, type=click.Path(path_type=Path),
+@click.option("--model", "model", required=True, type=READ_FILE,
               help="The .tflite model (int8 for microcontrollers).")
 @output_option("Folder to write the project to.", old=("--out",), required=True)
 @click.option("--arena-bytes", type=int, default=None,
-              help="Tensor arena for TFLite Micro targets (default: the planned peak + 10 %).")
+              help="Tensor arena for TFLite Micro targets (default: the planned peak + 10 %; below the peak only "
+                   "with --force).")
 @click.option("--board", default=None,
               help="Board of the target: arduino nano33ble|portenta-h7, esp-idf esp32-s3, pico pico (the keys of `edgemnv2 devices`) "
                    "(default: the first).")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Labels file (phone targets).")
-@click.option("--baud", type=int, default=DEFAULT_BAUD, show_default=True, help="UART rate the firmware opens.")
+@click.option("--labels", type=READ_FILE, default=None, help="Labels file (phone targets).")
+@click.option("--baud", type=BaudRate(), default=DEFAULT_BAUD, show_default=True, help="UART rate the firmware opens.")
+@click.option("--force", is_flag=True, help="Export anyway when the model computes in float or --arena-bytes is below "
+                                            "the planned peak (the board would fail).")
 @json_option
 def export_cmd(target: str | None, engine: str, schedule: str, ram_budget: int | None, patch_split: int | None,
                tiles: str | None, model: Path, output: Path, arena_bytes: int | None, board: str | None,
-               labels: Path | None, baud: int, as_json: bool) -> None:
+               labels: Path | None, baud: int, force: bool, as_json: bool) -> None:
     """Render a project for TARGET: firmware sources + model C array + arena + op resolver + build/flash README.
 
     \b
@@ -85,7 +88,7 @@ def export_cmd(target: str | None, engine: str, schedule: str, ram_budget: int |
     if target is None:
         raise InputError("give --target (or --engine static for the engine sources alone)")
     result = export_project(ExportRequest(target=target, model=model, out=output, arena_bytes=arena_bytes, board=board,
-                                          labels=labels, baud=baud, engine=options))
+                                          labels=labels, baud=baud, engine=options, force=force))
     if as_json:
         emit_json(result, json_versions.EXPORT)
         return

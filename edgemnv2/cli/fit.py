@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgemnv2.cli.options import emit_json, json_option
+from edgemnv2.cli.options import PlotPath, READ_FILE, READ_FOLDER, emit_json, json_option
 from edgemnv2.errors import GateFailed, InputError
 from edgemnv2.models import ALPHAS, RESOLUTIONS
 
@@ -67,7 +67,7 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
 
 @click.command("fit")
 @click.option("--device", "-d", default=None, metavar="KEY", help="Target profile (see `edgemnv2 devices`).")
-@click.option("--device-file", type=click.Path(path_type=Path), default=None,
+@click.option("--device-file", type=READ_FILE, default=None,
               help="Your own device profile (TOML, same keys as the bundled ones).")
 @click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Only variants whose estimated latency is at most this.")
@@ -83,24 +83,24 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
 @click.option("--resolution", "resolutions", default=None, metavar="R[,R...]",
               help="Input sizes to consider (default all: " + ",".join(map(str, RESOLUTIONS)) + ").")
 @click.option("--per-tensor", is_flag=True, help="Also consider per-tensor int8 weights (NPUs without per-channel).")
-@click.option("--plot", type=click.Path(path_type=Path), default=None,
+@click.option("--plot", type=PlotPath(), default=None,
               help="Write a PNG: accuracy vs latency, marker size = RAM, Pareto front marked (needs matplotlib).")
 @click.option("--markdown", "as_markdown", is_flag=True, help="The table as Markdown.")
 @click.option("--all", "show_all", is_flag=True, help="Show every variant, not only the first 15 rows.")
 @click.option("--measure", is_flag=True,
               help="Convert and validate the best candidates for real (needs TensorFlow); measured top-1 replaces "
                    "the published figure in the ranking.")
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="With --measure: validation images.")
+@click.option("--data", type=READ_FOLDER, default=None, help="With --measure: validation images.")
 @click.option("--top", type=click.IntRange(1), default=3, show_default=True, help="With --measure: how many to measure.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="With --measure: at most N validation images.")
-@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+@click.option("--calibration", type=READ_FOLDER, default=None,
               help="With --measure: calibration images (default ../shared/data/imagenet-calib).")
 @click.option("--num-calibration", type=click.IntRange(1), default=100, show_default=True,
               help="With --measure: calibration images to use.")
 @click.option("--weights", type=click.Choice(("imagenet", "none")), default="imagenet", show_default=True,
               help="With --measure: ImageNet weights found on disk (never downloaded), or random weights "
                    "(cost-only and pipeline checks: agreement, no accuracy).")
-@click.option("--weights-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--weights-dir", type=READ_FOLDER, default=None,
               help="Folder holding Keras's weight files by their own names (default: $EDGEMNV2_WEIGHTS_DIR, "
                    "../shared/models, the Keras cache).")
 @sweep_options
@@ -168,7 +168,7 @@ def fit_cmd(device: str | None, device_file: Path | None, max_latency_ms: float 
 
 
 @click.command("sweep")
-@click.argument("spec", type=click.Path(path_type=Path))
+@click.argument("spec", type=READ_FILE)
 @sweep_options
 @json_option
 def sweep_cmd(spec: Path, out_dir: Path, executor: str, ray_address: str | None, as_json: bool) -> None:

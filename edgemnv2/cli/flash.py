@@ -7,13 +7,13 @@ from pathlib import Path
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import emit_json, json_option
+from edgemnv2.cli.options import READ_FOLDER, emit_json, json_option
 from edgemnv2.deploy.flash import INSTALL_HINTS, TARGETS, plan_flash, run_flash
 
 
 @click.command("flash")
 @click.option("--target", required=True, type=click.Choice(list(TARGETS)), help="Toolchain to drive.")
-@click.option("--project", required=True, type=click.Path(path_type=Path),
+@click.option("--project", required=True, type=READ_FOLDER,
               help="Project folder (from `edgemnv2 export`; for stm32 a folder with the built .elf/.bin).")
 @click.option("--port", default=None, help="Serial port to upload through (arduino: required; esp-idf: optional).")
 @click.option("--fqbn", default=None, help="arduino-cli board id (default: the exported board's).")

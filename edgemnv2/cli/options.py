@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import stat
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from edgemnv2.errors import EdgeMNV2Error
+from edgemnv2.errors import EdgeMNV2Error, InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,6 +91,86 @@ class _AliasedOption(click.Option):
             return super().get_help_record(ctx)
         finally:
             self.opts = shown
+
+
+def _param_label(param: click.Parameter | None) -> str:
+    if isinstance(param, click.Option) and param.opts:
+        return max(param.opts, key=len)
+    return param.human_readable_name if param is not None else "path"
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"))
+
+
+class InputPath(click.ParamType):
+    """A path the command reads. Reading a FIFO or a device blocks or misleads, so only a regular file (or a
+    folder, where `folder` allows one) gets through; a missing path is left to the reader, which names it."""
+
+    def __init__(self, folder: bool | None = False) -> None:
+        self.folder = folder  # False: a file · True: a folder · None: either (a Keras SavedModel is a folder)
+        self.name = {False: "file", True: "folder", None: "path"}[folder]
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        path = Path(value)
+        label = _param_label(param)
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            return path
+        except OSError as exc:
+            raise InputError(f"cannot read {label} {path}: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(mode):
+            if self.folder is False:
+                raise InputError(f"{label} {path} is a folder; give a file")
+        elif stat.S_ISREG(mode):
+            if self.folder is True:
+                raise InputError(f"{label} {path} is a file; give a folder")
+        else:
+            kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+            want = {False: "a regular file", True: "a folder", None: "a regular file or a folder"}[self.folder]
+            raise InputError(f"{label} {path} is {kind}; give {want}")
+        return path
+
+
+READ_FILE, READ_FOLDER, READ_PATH = InputPath(False), InputPath(True), InputPath(None)
+
+PLOT_FORMATS = ("png", "svg", "pdf")  # written by matplotlib without extra libraries, chosen by the extension
+
+
+class PlotPath(click.ParamType):
+    """Where a chart goes: its extension picks the format, so an unknown one is refused before any work."""
+
+    name = "FILE.png|svg|pdf"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        path = Path(value)
+        if path.suffix.lower().lstrip(".") not in PLOT_FORMATS:
+            self.fail(f"{str(path)!r}: the chart format comes from the extension; use one of "
+                      + ", ".join(f".{f}" for f in PLOT_FORMATS), param, ctx)
+        return path
+
+
+BAUD_MIN, BAUD_MAX = 300, 12_000_000  # slowest standard UART rate .. fastest USB-serial bridges (FT232H)
+
+
+class BaudRate(click.ParamType):
+    """A UART rate UARTs and USB-serial bridges can run; `zero` also allows 0 (board-sim: unthrottled)."""
+
+    def __init__(self, zero: bool = False) -> None:
+        self.zero = zero
+        self.name = "BAUD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        rate = value if isinstance(value, int) else click.INT.convert(value, param, ctx)
+        if (rate == 0 and self.zero) or BAUD_MIN <= rate <= BAUD_MAX:
+            return rate
+        self.fail(f"{rate} baud is out of range: {BAUD_MIN}..{BAUD_MAX:,}" + (" (or 0 for unthrottled)" if self.zero
+                                                                             else ""), param, ctx)
+
+
+COUNT = click.IntRange(min=1)     # images, classes, jobs, runs: at least one
+SEED = click.IntRange(min=0)      # numpy's generators take non-negative seeds
 
 
 def output_option(help: str, *, old: tuple[str, ...] = (), required: bool = False, default: Any = None,

@@ -8,7 +8,7 @@ import click
 
 from edgemnv2.cli.convert import render_text as render_conversion
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled, require_modules, to_jsonable
+from edgemnv2.cli.options import (READ_FOLDER, emit_json, json_option, output_option, progress_enabled, require_modules, to_jsonable)
 from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec
 from edgemnv2.profile.report import render_comparison, summary_lines
 
@@ -20,11 +20,11 @@ from edgemnv2.profile.report import render_comparison, summary_lines
               help="Input size.")
 @click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|none|PATH",
               help="ImageNet weights (offline first: ../shared/models), random weights, or a weights file.")
-@click.option("--weights-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--weights-dir", type=READ_FOLDER, default=None,
               help="Folder holding Keras's weight files by their own names.")
-@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+@click.option("--calibration", type=READ_FOLDER, default=None,
               help="Calibration images (default ../shared/data/imagenet-calib).")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
+@click.option("--data", type=READ_FOLDER, default=None,
               help="Validation images (default ../shared/data/imagenet-val, never calibrated on). Given the "
                    "calibration folder itself, a seeded 30% of it is held out of calibration and validated on.")
 @click.option("--device", default="rpi4", show_default=True, help="Device profile(s) to profile for, or 'all'.")

@@ -7,23 +7,23 @@ from pathlib import Path
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import emit_json, json_option, to_jsonable
+from edgemnv2.cli.options import COUNT, PlotPath, READ_FILE, READ_PATH, emit_json, json_option, to_jsonable
 from edgemnv2.errors import GateFailed, InputError
 
 
 @click.command("profile")
-@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.argument("model", required=False, type=READ_PATH)
 @click.option("--alpha", type=float, default=None, help="Profile a MobileNetV2 spec of this width (no file needed).")
 @click.option("--resolution", type=int, default=None, help="Input size of the MobileNetV2 spec.")
-@click.option("--classes", type=int, default=1000, show_default=True, help="Classes of the MobileNetV2 spec.")
+@click.option("--classes", type=COUNT, default=1000, show_default=True, help="Classes of the MobileNetV2 spec.")
 @click.option("--device", "-d", default=None, metavar="KEY|all",
               help="Target profile (see `edgemnv2 devices`), several separated by commas, or all.")
-@click.option("--device-file", type=click.Path(path_type=Path), default=None,
+@click.option("--device-file", type=READ_FILE, default=None,
               help="Your own device profile (TOML, same keys as the bundled ones).")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True, help="Per-layer rows (or the device comparison) as CSV.")
 @click.option("--markdown", "as_markdown", is_flag=True, help="The table as Markdown.")
-@click.option("--plot", type=click.Path(path_type=Path), default=None,
+@click.option("--plot", type=PlotPath(), default=None,
               help="Write a PNG of per-layer multiplications and the memory timeline (first device).")
 @click.option("--require-fit", is_flag=True, help="Exit 3 when the model does not fit a device.")
 @click.option("--schedule", type=click.Choice(["tflm", "inplace", "patch", "auto"]), default=None,

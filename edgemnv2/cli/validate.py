@@ -7,27 +7,27 @@ from pathlib import Path
 import click
 
 from edgemnv2 import atomic, json_versions
-from edgemnv2.cli.options import emit_json, json_option, output_option, progress_enabled, to_jsonable, versioned
+from edgemnv2.cli.options import (COUNT, PlotPath, READ_FILE, READ_FOLDER, SEED, emit_json, json_option, output_option, progress_enabled, to_jsonable, versioned)
 from edgemnv2.errors import InputError
 from edgemnv2.convert import ensure_writable
 
 
 @click.command("validate")
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", type=READ_FILE)
 @click.option("--reference", default=None, metavar="SPEC|PATH",
               help="Float model: a spec like mobilenet_v2_1.0_224 (ImageNet weights) or a Keras model path "
                    "(default: the source recorded in MODEL's sidecar).")
-@click.option("--weights-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--weights-dir", type=READ_FOLDER, default=None,
               help="Weights mirror folder for a spec reference (as in convert).")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
+@click.option("--data", type=READ_FOLDER, default=None,
               help="Folder of images (default ../shared/data/imagenet-val: 300 images no conversion calibrates on).")
-@click.option("--limit", type=int, default=None, help="Use at most N images (seeded choice).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit choice.")
+@click.option("--limit", type=COUNT, default=None, help="Use at most N images (seeded choice).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the --limit choice.")
 @click.option("--max-top1-drop", type=float, default=None, metavar="POINTS",
               help="Fail (exit 3) when float top-1 minus TFLite top-1 exceeds this many percentage points.")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=None, metavar="PERCENT",
               help="Fail (exit 3) when top-1 agreement with the float model is below this percentage, e.g. 97.")
-@click.option("--compare", type=click.Path(path_type=Path), default=None, metavar="OTHER.tflite",
+@click.option("--compare", type=READ_FILE, default=None, metavar="OTHER.tflite",
               help="Also run OTHER.tflite on the same images: both agreements and accuracies, the images whose "
                    "top-1 differs, and an exact McNemar p-value (paired test).")
 @click.option("--per-image", is_flag=True, help="Include one row per image in the JSON report.")
@@ -36,7 +36,7 @@ from edgemnv2.convert import ensure_writable
               help="Also report SQNR / relative error of every layer against the float model, worst first.")
 @click.option("--per-layer-images", type=click.IntRange(1), default=10, show_default=True,
               help="Images for --per-layer (every tensor of both models is kept per image).")
-@click.option("--plot", type=click.Path(path_type=Path), default=None,
+@click.option("--plot", type=PlotPath(), default=None,
               help="With --per-layer: save a per-layer SQNR chart to this PNG (needs matplotlib).")
 @json_option
 def validate_cmd(model: Path, reference: str | None, weights_dir: Path | None, data: Path | None,

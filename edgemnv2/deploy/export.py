@@ -76,6 +76,7 @@ class ModelFacts:
     custom_ops: tuple[str, ...]
     input: TensorFacts
     output: TensorFacts
+    float_ops: tuple[str, ...] = ()  # "OP#index" of ops computing in floating point (not I/O QUANTIZE/DEQUANTIZE)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class ExportRequest:
     labels: Path | None = None      # phone targets
     baud: int = DEFAULT_BAUD
     engine: EngineOptions | None = None  # the static engine in place of TFLite Micro (emulated targets)
+    force: bool = False             # export a float model, or an arena below the plan, to a microcontroller anyway
 
 
 @dataclass
@@ -136,10 +138,12 @@ def inspect_model(model_path: Path) -> ModelFacts:
     names = [op.name for op in graph.ops]
     ops = dict.fromkeys(name for name in names if not name.startswith("CUSTOM:"))  # first-use order
     custom = dict.fromkeys(name.removeprefix("CUSTOM:") for name in names if name.startswith("CUSTOM:"))
+    floats = [f"{op.name}#{op.index}" for op in graph.ops if op.name not in ("QUANTIZE", "DEQUANTIZE")
+              and any(graph.tensors[t].dtype.name.startswith("float") for t in (*op.inputs, *op.outputs) if t >= 0)]
     return ModelFacts(path=model_path, size_bytes=len(graph.data), sha256=hashlib.sha256(graph.data).hexdigest(),
                       ops=tuple(ops), operator_count=len(names), custom_ops=tuple(custom),
                       input=_tensor(graph, graph.inputs[0], model_path, "input"),
-                      output=_tensor(graph, graph.outputs[0], model_path, "output"))
+                      output=_tensor(graph, graph.outputs[0], model_path, "output"), float_ops=tuple(floats))
 
 
 @lru_cache(maxsize=1)
@@ -161,16 +165,24 @@ def resolver_calls(facts: ModelFacts) -> list[str]:
     return [methods[op] for op in facts.ops]
 
 
-def arena_for(model_path: Path, given: int | None) -> tuple[int, str]:
-    """The arena the firmware allocates: the user's, or the planned peak plus `ARENA_MARGIN`, in whole KiB."""
-    if given is not None:
-        if given <= 0:
-            raise InputError(f"--arena-bytes must be positive, got {given}")
-        return given, "given"
+def arena_for(model_path: Path, given: int | None, force: bool = False) -> tuple[int, str]:
+    """The arena the firmware allocates: the user's, or the planned peak plus `ARENA_MARGIN`, in whole KiB.
+
+    A given arena below the planned peak would only fail on the board (AllocateTensors), so it is refused
+    unless `force`."""
+    if given is not None and given <= 0:
+        raise InputError(f"--arena-bytes must be positive, got {given}")
     from edgemnv2.profile.memory import plan_arena
 
     peak = plan_arena(model_path).peak_bytes
-    return int(math.ceil(peak * (1 + ARENA_MARGIN) / ARENA_ROUND) * ARENA_ROUND), "planned"
+    planned = int(math.ceil(peak * (1 + ARENA_MARGIN) / ARENA_ROUND) * ARENA_ROUND)
+    if given is None:
+        return planned, "planned"
+    if given < peak and not force:
+        raise InputError(f"--arena-bytes {given} is below the {peak} bytes TFLite Micro's planner needs for "
+                         f"{model_path} (AllocateTensors would fail on the board); give at least {peak} "
+                         f"(default {planned}: the plan + {ARENA_MARGIN:.0%}), or --force")
+    return given, "given"
 
 
 # ---------------------------------------------------------------------------------------------- generated files
@@ -424,10 +436,14 @@ def render_firmware(request: ExportRequest) -> FirmwareExport:
     layout = _emulated_layout(request.target) if emulated else LAYOUTS[request.target]
     board = resolve_board(request.target, request.board)
     facts = inspect_model(request.model)
+    if facts.float_ops and not request.force:
+        raise ModelError(f"{facts.path} computes in floating point ({len(facts.float_ops)} of "
+                         f"{facts.operator_count} ops, first {facts.float_ops[0]}); {request.target} needs a "
+                         "full-integer model: `edgemnv2 convert --quantize int8` (or --force to export it anyway)")
     static = None
     if request.engine is None:
         calls = resolver_calls(facts)
-        arena, arena_source = arena_for(facts.path, request.arena_bytes)
+        arena, arena_source = arena_for(facts.path, request.arena_bytes, request.force)
     elif request.arena_bytes is not None:
         raise InputError("--arena-bytes is for TFLite Micro: the static engine's arena is its schedule's plan")
     out = Path(request.out)

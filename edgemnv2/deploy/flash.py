@@ -201,7 +201,9 @@ def run_flash(plan: FlashPlan, dry_run: bool = False, log: Callable[[str], None]
     if result.missing_tools:
         tool = result.missing_tools[0]
         raise ToolMissing(f"{tool} is not installed (not on PATH): {INSTALL_HINTS[tool]}")
-    if plan.target == "pico" and not os.environ.get("PICO_SDK_PATH"):
+    from edgemnv2.paths import env_folder
+
+    if plan.target == "pico" and env_folder("PICO_SDK_PATH") is None:
         raise ToolMissing("pico-sdk not found: clone https://github.com/raspberrypi/pico-sdk and set PICO_SDK_PATH "
                           "(and PICO_TFLMICRO_PATH to https://github.com/raspberrypi/pico-tflmicro)")
     for command in plan.commands:

@@ -77,11 +77,11 @@ class BuildResult:
 
 def resolve_tflm_dir(given: Path | None) -> Path:
     """--tflm-dir, else $EDGEMNV2_TFLM_DIR, else the shared folder's tflm/."""
-    if given is None and os.environ.get("EDGEMNV2_TFLM_DIR"):
-        given = Path(os.environ["EDGEMNV2_TFLM_DIR"])
-    if given is None:
-        from edgemnv2.paths import shared_dir
+    from edgemnv2.paths import env_folder, shared_dir
 
+    if given is None:
+        given = env_folder("EDGEMNV2_TFLM_DIR")
+    if given is None:
         given = shared_dir() / "tflm"  # type: ignore[operator]
     given = Path(given).resolve()
     if not (given / "tensorflow" / "lite" / "micro" / "micro_interpreter.cc").is_file():
