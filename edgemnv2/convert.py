@@ -235,11 +235,17 @@ STAGES: list[Callable[[ConvertJob], None]] = [check_output, list_calibration, bu
                                              verify, quantization.write_float_twin]
 
 
-def convert(source: ModelSource, options: ConvertOptions | None = None, progress: bool = False) -> ConvertResult:
-    """Convert a MobileNetV2 spec or a user's Keras model to TFLite and write the sidecar beside it."""
+def convert(source: ModelSource, options: ConvertOptions | None = None, progress: bool = False,
+            on_stage: Callable[[int, int, str], None] | None = None) -> ConvertResult:
+    """Convert a MobileNetV2 spec or a user's Keras model to TFLite and write the sidecar beside it.
+
+    `on_stage(number, total, name)` is called as each stage starts, so a caller can show where a long
+    conversion is."""
     started = time.perf_counter()
     job = ConvertJob(source=source, options=options or ConvertOptions(), progress=progress)
-    for stage in STAGES:
+    for number, stage in enumerate(STAGES, 1):
+        if on_stage is not None:
+            on_stage(number, len(STAGES), stage.__name__)
         t0 = time.perf_counter()
         stage(job)
         job.stage_seconds[stage.__name__] = round(time.perf_counter() - t0, 3)

@@ -8,6 +8,7 @@ part of it out of calibration and validates on that part only. Each stage is the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,8 @@ class PipelineReport:
 
 
 def run_pipeline(spec: ModelSpec, *, out_dir: Path, calibration: Path | None = None, data: Path | None = None,
-                 device: str = "rpi4", min_agreement: float | None = 97.0, progress: bool = False) -> PipelineReport:
+                 device: str = "rpi4", min_agreement: float | None = 97.0, progress: bool = False,
+                 on_stage: Callable[[int, int, str], None] | None = None) -> PipelineReport:
     """Convert `spec` to int8 in `out_dir`, validate it on `data` (default: the shared validation images), profile it.
 
     Gates are evaluated by the caller (`report.validation.raise_for_gates()`), after the report is shown.
@@ -54,7 +56,7 @@ def run_pipeline(spec: ModelSpec, *, out_dir: Path, calibration: Path | None = N
                 f"(seeded, seed {HOLDOUT_SEED}) were held out of calibration and only they are validated on")
     output = out_dir / f"{spec.name}_int8.tflite"  # convert checks it can be written before it starts
     conversion = convert(spec, ConvertOptions(quantize="int8", calibration=calib_dir, output=output,
-                                              exclude_calibration=held_out), progress=progress)
+                                              exclude_calibration=held_out), progress=progress, on_stage=on_stage)
     validation = validate(conversion.output, spec, data_dir, min_agreement=min_agreement, exclude=calibrated_on,
                           note=note, progress=progress)
     profiles = profile(conversion.output, device=device)

@@ -11,7 +11,9 @@ from typing import Any
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import (BaudRate, READ_FILE, READ_FOLDER, READ_PATH, SEED, emit_json, json_option, output_option, progress_enabled)
+from edgemnv2.cli.options import (
+    READ_FILE, READ_FOLDER, READ_PATH, SEED, BaudRate, emit_json, json_option, output_option, progress_enabled,
+)
 from edgemnv2.errors import BoardError
 
 

@@ -7,10 +7,13 @@ from pathlib import Path
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import (READ_FOLDER, READ_PATH, SEED, emit_json, json_option, output_option, progress_enabled, require_modules)
+from edgemnv2.cli.options import (
+    READ_FOLDER, READ_PATH, SEED, emit_json, json_option, model_options, model_spec, output_option, progress_enabled,
+    require_modules, stage_lines,
+)
 from edgemnv2.convert import IO_TYPES, QUANTIZE_MODES, ConvertOptions, ConvertResult, convert
 from edgemnv2.errors import InputError
-from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec, UserModel
+from edgemnv2.models import ModelSpec, UserModel
 from edgemnv2.quantization import CALIBRATION_METHODS
 
 
@@ -39,15 +42,7 @@ def quantization_options(func):  # type: ignore[no-untyped-def]
 
 
 @click.command("convert")
-@click.option("--alpha", type=float, default=None,
-              help="Width multiplier: " + ", ".join(f"{a:g}" for a in ALPHAS) + " (default 1.0).")
-@click.option("--resolution", type=int, default=None,
-              help="Input size: " + ", ".join(map(str, RESOLUTIONS)) + " (default 224).")
-@click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|none|PATH",
-              help="ImageNet weights (offline first), random weights, or a weights file.")
-@click.option("--weights-dir", type=READ_FOLDER, default=None,
-              help="Folder holding Keras's weight files by their own names (default: $EDGEMNV2_WEIGHTS_DIR, "
-                   "then ../shared/models, then the Keras cache).")
+@model_options
 @click.option("--model", "model_path", type=READ_PATH, default=None,
               help="Convert your own Keras model (.keras, .h5 or SavedModel folder) instead of a MobileNetV2 spec.")
 @click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default="int8", show_default=True,
@@ -81,13 +76,12 @@ def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weigh
             raise InputError("--model cannot be combined with --alpha/--resolution/--weights")
         source: ModelSpec | UserModel = UserModel(model_path)
     else:
-        source = ModelSpec(1.0 if alpha is None else alpha, 224 if resolution is None else resolution,
-                           weights, weights_dir)
+        source = model_spec(alpha, resolution, weights, weights_dir)
     options = ConvertOptions(quantize=quantize, io=io, calibration=calibration, num_calibration=num_calibration,
                              seed=seed, output=output, calibration_method=calibration_method,
                              per_tensor=per_tensor, equalize=equalize, bias_correction=bias_correction,
                              int16_activations=int16_activations)
-    result = convert(source, options, progress=progress_enabled())
+    result = convert(source, options, progress=progress_enabled(), on_stage=stage_lines())
     if as_json:
         emit_json({**result.sidecar.to_json(), "model": result.output, "sidecar": result.sidecar_path},
                   json_versions.CONVERT)

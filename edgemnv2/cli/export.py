@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import BaudRate, READ_FILE, emit_json, json_option, output_option, to_jsonable
+from edgemnv2.cli.options import READ_FILE, BaudRate, emit_json, json_option, output_option, to_jsonable
 from edgemnv2.deploy.export import DEFAULT_BAUD, TARGETS, ExportRequest, FirmwareExport, export_project
 from edgemnv2.errors import InputError
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgemnv2.cli.options import PlotPath, READ_FILE, READ_FOLDER, emit_json, json_option
+from edgemnv2.cli.options import READ_FILE, READ_FOLDER, PlotPath, emit_json, json_option, output_option
 from edgemnv2.errors import GateFailed, InputError
 from edgemnv2.models import ALPHAS, RESOLUTIONS
 
@@ -30,9 +30,9 @@ class ByteSize(click.ParamType):
 def sweep_options(func):  # type: ignore[no-untyped-def]
     """Where candidates run and where their artifacts go (fit --measure and sweep)."""
     options = [
-        click.option("--out-dir", type=click.Path(path_type=Path), default=Path("out/sweep"), show_default=True,
-                     help="Artifacts per candidate (.tflite, sidecar, validation report), cached by content: a "
-                          "rerun skips finished candidates."),
+        output_option("Folder of the artifacts per candidate (.tflite, sidecar, validation report), cached by "
+                      "content: a rerun skips finished candidates.", old=("--out-dir",), default=Path("out/sweep"),
+                      show_default=True, dest="out_dir"),
         click.option("--executor", type=click.Choice(("auto", "ray", "sequential")), default="auto",
                      show_default=True, help="auto: Ray when installed (pip install 'edgemnv2[scale]'), else one "
                                              "candidate after another."),

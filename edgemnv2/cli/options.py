@@ -174,10 +174,37 @@ SEED = click.IntRange(min=0)      # numpy's generators take non-negative seeds
 
 
 def output_option(help: str, *, old: tuple[str, ...] = (), required: bool = False, default: Any = None,
-                  show_default: bool = False) -> Callable[[F], F]:
+                  show_default: bool = False, dest: str = "output") -> Callable[[F], F]:
     """`-o/--output`, the one spelling of "where to write" on every command; `old` spellings still work."""
-    return click.option("-o", "--output", *old, "output", cls=_AliasedOption, hidden_aliases=old, required=required,
+    return click.option("-o", "--output", *old, dest, cls=_AliasedOption, hidden_aliases=old, required=required,
                         default=default, show_default=show_default, type=click.Path(path_type=Path), help=help)
+
+
+def model_options(func: F) -> F:
+    """Which MobileNetV2: `--alpha --resolution --weights --weights-dir`, the same on `run` and `convert`."""
+    from edgemnv2.models import ALPHAS, RESOLUTIONS
+
+    options = [
+        click.option("--alpha", type=float, default=None,
+                     help="Width multiplier: " + ", ".join(f"{a:g}" for a in ALPHAS) + " (default 1.0)."),
+        click.option("--resolution", type=int, default=None,
+                     help="Input size: " + ", ".join(map(str, RESOLUTIONS)) + " (default 224)."),
+        click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|none|PATH",
+                     help="ImageNet weights (offline first), random weights, or a weights file."),
+        click.option("--weights-dir", type=READ_FOLDER, default=None,
+                     help="Folder holding Keras's weight files by their own names (default: $EDGEMNV2_WEIGHTS_DIR, "
+                          "then ../shared/models, then the Keras cache)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def model_spec(alpha: float | None, resolution: int | None, weights: str, weights_dir: Path | None) -> Any:
+    """The `ModelSpec` that `model_options` name (1.0/224 when alpha or resolution is not given)."""
+    from edgemnv2.models import ModelSpec
+
+    return ModelSpec(1.0 if alpha is None else alpha, 224 if resolution is None else resolution, weights, weights_dir)
 
 
 def json_option(func: F) -> F:
@@ -218,6 +245,22 @@ def to_jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):  # numpy array
         return value.tolist()
     return value
+
+
+def stage_lines() -> Callable[[int, int, str], None] | None:
+    """A convert `on_stage` callback printing `convert [3/8] build model (2.1 s)` lines on stderr, so a conversion
+    of minutes shows where it is; None when progress is not shown (see `progress_enabled`)."""
+    if not progress_enabled():
+        return None
+    import time
+
+    started = time.perf_counter()
+
+    def show(number: int, total: int, name: str) -> None:
+        click.echo(f"convert [{number}/{total}] {name.replace('_', ' ')} ({time.perf_counter() - started:.1f} s)",
+                   err=True)
+
+    return show
 
 
 def progress_enabled() -> bool:

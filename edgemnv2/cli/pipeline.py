@@ -6,22 +6,17 @@ from pathlib import Path
 
 import click
 
-from edgemnv2.cli.convert import render_text as render_conversion
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import (READ_FOLDER, emit_json, json_option, output_option, progress_enabled, require_modules, to_jsonable)
-from edgemnv2.models import ALPHAS, RESOLUTIONS, ModelSpec
+from edgemnv2.cli.convert import render_text as render_conversion
+from edgemnv2.cli.options import (
+    READ_FOLDER, emit_json, json_option, model_options, model_spec, output_option, progress_enabled, require_modules,
+    stage_lines, to_jsonable,
+)
 from edgemnv2.profile.report import render_comparison, summary_lines
 
 
 @click.command("run")
-@click.option("--alpha", type=click.Choice([f"{a:g}" for a in ALPHAS]), default="1", show_default=True,
-              help="Width multiplier of MobileNetV2.")
-@click.option("--resolution", type=click.Choice([str(r) for r in RESOLUTIONS]), default="224", show_default=True,
-              help="Input size.")
-@click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|none|PATH",
-              help="ImageNet weights (offline first: ../shared/models), random weights, or a weights file.")
-@click.option("--weights-dir", type=READ_FOLDER, default=None,
-              help="Folder holding Keras's weight files by their own names.")
+@model_options
 @click.option("--calibration", type=READ_FOLDER, default=None,
               help="Calibration images (default ../shared/data/imagenet-calib).")
 @click.option("--data", type=READ_FOLDER, default=None,
@@ -33,8 +28,8 @@ from edgemnv2.profile.report import render_comparison, summary_lines
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=97.0, show_default=True,
               help="Fail (exit 3) when int8-vs-float top-1 agreement is below this percentage.")
 @json_option
-def run_cmd(alpha: str, resolution: str, weights: str, weights_dir: Path | None, calibration: Path | None,
-            data: Path | None, device: str, output: Path, min_agreement: float, as_json: bool) -> None:
+def run_cmd(alpha: float | None, resolution: int | None, weights: str, weights_dir: Path | None,
+            calibration: Path | None, data: Path | None, device: str, output: Path, min_agreement: float, as_json: bool) -> None:
     """Convert MobileNetV2 to int8, validate it against the float model, and profile it for a device.
 
     With no options: MobileNetV2 1.0/224, ImageNet weights and calibration images from ../shared,
@@ -44,9 +39,9 @@ def run_cmd(alpha: str, resolution: str, weights: str, weights_dir: Path | None,
     from edgemnv2.pipeline import run_pipeline  # numpy + interpreters: only when it runs
     from edgemnv2.validate import render_text as render_validation
 
-    spec = ModelSpec(float(alpha), int(resolution), weights, weights_dir)
+    spec = model_spec(alpha, resolution, weights, weights_dir)
     report = run_pipeline(spec, out_dir=output, calibration=calibration, data=data, device=device,
-                          min_agreement=min_agreement, progress=progress_enabled())
+                          min_agreement=min_agreement, progress=progress_enabled(), on_stage=stage_lines())
     if as_json:
         emit_json({"conversion": {**report.conversion.sidecar.to_json(), "model": report.conversion.output,
                                    "sidecar": report.conversion.sidecar_path},

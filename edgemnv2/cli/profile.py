@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import COUNT, PlotPath, READ_FILE, READ_PATH, emit_json, json_option, to_jsonable
+from edgemnv2.cli.options import COUNT, READ_FILE, READ_PATH, PlotPath, emit_json, json_option, to_jsonable
 from edgemnv2.errors import GateFailed, InputError
 
 

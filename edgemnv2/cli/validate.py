@@ -7,7 +7,10 @@ from pathlib import Path
 import click
 
 from edgemnv2 import atomic, json_versions
-from edgemnv2.cli.options import (COUNT, PlotPath, READ_FILE, READ_FOLDER, SEED, emit_json, json_option, output_option, progress_enabled, to_jsonable, versioned)
+from edgemnv2.cli.options import (
+    COUNT, READ_FILE, READ_FOLDER, SEED, PlotPath, emit_json, json_option, output_option, progress_enabled,
+    to_jsonable, versioned,
+)
 from edgemnv2.errors import InputError
 from edgemnv2.convert import ensure_writable
 

@@ -204,3 +204,13 @@ def test_verbose_and_debug_work_after_the_subcommand(monkeypatch: pytest.MonkeyP
     for command in ("edgemnv2 devices -v", "edgemnv2 devices --debug", "edgemnv2 -v devices"):
         code, out, _ = run_main(monkeypatch, capsys, command)
         assert code == 0 and "rpi4" in out, command
+
+
+def test_every_command_has_help() -> None:
+    from click.testing import CliRunner
+
+    from edgemnv2.cli import COMMANDS, cli
+
+    for name in COMMANDS:
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0 and "--debug" in result.output, (name, result.output)
