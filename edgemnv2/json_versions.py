@@ -13,6 +13,7 @@ CONVERT = SIDECAR_SCHEMA_VERSION   # convert --json: the sidecar (<model>.tflite
 VALIDATE = 1          # validate --json / --output: ValidationReport (+ passed, per_layer)
 RUN = 1               # run --json: conversion (the sidecar), validation, profiles
 PROFILE = 1           # profile --json: ProfileReport, or {model, devices: [ProfileReport]} for several devices
+PROFILE_MODEL = 1     # profile --json without --device: ModelReport (costs, weights, TFLite Micro arena plan)
 DEVICES = 2           # devices --json: {devices: [profile summary]} (1 was a bare list)
 EXPORT = 1            # export --json: the export result (project files, arena, build commands; or the static engine)
 BUILD = 1             # build --json: the build result (ELF, sizes, sources)

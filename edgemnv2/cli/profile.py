@@ -40,8 +40,12 @@ def profile_cmd(model: Path | None, alpha: float | None, resolution: int | None,
                 tiles: str | None) -> None:
     """Per-layer multiplications, memory and latency of MODEL (.tflite or Keras) on target devices.
 
+    Without --device: what MODEL costs wherever it runs (multiplications, weights, activations, the TFLite
+    Micro arena plan); with one: latency, peak RAM, flash and the fit verdict too.
+
     \b
     Examples:
+      edgemnv2 profile model.tflite
       edgemnv2 profile model.tflite --device rpi4
       edgemnv2 profile --alpha 0.35 --resolution 96 --device esp32-s3 --json
       edgemnv2 profile model.tflite --device all --markdown
@@ -57,14 +61,13 @@ def profile_cmd(model: Path | None, alpha: float | None, resolution: int | None,
         _schedules(model, alpha, resolution, device, device_file, schedule, ram_budget, patch_split, tiles,
                    as_json, as_csv or as_markdown or plot is not None, require_fit)
         return
+    if device is None and device_file is None:
+        _model_only(model, alpha, resolution, classes, as_json, as_csv, as_markdown, plot, require_fit)
+        return
     reports = profile(model, alpha=alpha, resolution=resolution, classes=classes, device=device,
                       device_file=device_file)
     if plot is not None:
-        try:
-            render.render_plot(reports[0], plot)
-        except ImportError:
-            raise InputError("--plot needs matplotlib (pip install 'edgemnv2[plot]')") from None
-        click.echo(f"plot written to {plot}", err=True)
+        _plot(render, reports[0], plot)
     many = len(reports) > 1
     if as_json:
         emit_json({"model": reports[0].model, "devices": [to_jsonable(r) for r in reports]} if many else reports[0],
@@ -79,6 +82,33 @@ def profile_cmd(model: Path | None, alpha: float | None, resolution: int | None,
         misfits = [r.device.key for r in reports if not r.fits]
         if misfits:
             raise GateFailed(f"the model does not fit: {', '.join(misfits)}")
+
+
+def _model_only(model: Path | None, alpha: float | None, resolution: int | None, classes: int, as_json: bool,
+                as_csv: bool, as_markdown: bool, plot: Path | None, require_fit: bool) -> None:
+    """`profile MODEL` without --device: what the model costs wherever it runs (no latency, no fit)."""
+    from edgemnv2.profile import profile_model
+    from edgemnv2.profile import report as render
+
+    if require_fit:
+        raise InputError("--require-fit checks a device: give --device KEY or --device all")
+    report = profile_model(model, alpha=alpha, resolution=resolution, classes=classes)
+    if plot is not None:
+        _plot(render, report, plot)
+    if as_json:
+        emit_json(report, json_versions.PROFILE_MODEL)
+    elif as_csv:
+        click.echo(render.render_csv(report), nl=False)
+    else:
+        click.echo(render.render_markdown(report) if as_markdown else render.render_table(report))
+
+
+def _plot(render, report, plot: Path) -> None:  # type: ignore[no-untyped-def]
+    try:
+        render.render_plot(report, plot)
+    except ImportError:
+        raise InputError("--plot needs matplotlib (pip install 'edgemnv2[plot]')") from None
+    click.echo(f"plot written to {plot}", err=True)
 
 
 def _schedules(model: Path | None, alpha: float | None, resolution: int | None, device: str | None,

@@ -13,7 +13,7 @@ from pathlib import Path
 from edgemnv2.errors import InputError
 from edgemnv2.profile.devices import DeviceProfile, load_all, load_device, load_device_file
 from edgemnv2.profile.graph import ModelGraph, load_tflite
-from edgemnv2.profile.report import ProfileReport, build_reports
+from edgemnv2.profile.report import ModelReport, ProfileReport, build_model_report, build_reports
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -58,3 +58,9 @@ def profile(model: Path | None = None, *, alpha: float | None = None, resolution
     """Profile one model on one or more devices (the library side of `edgemnv2 profile`)."""
     graph = load_graph(model, alpha, resolution, classes)
     return build_reports(graph, resolve_devices(device, device_file))
+
+
+def profile_model(model: Path | None = None, *, alpha: float | None = None, resolution: int | None = None,
+                  classes: int = 1000) -> ModelReport:
+    """The device-independent profile: costs, weights, activations and the TFLite Micro arena plan."""
+    return build_model_report(load_graph(model, alpha, resolution, classes))

@@ -119,6 +119,30 @@ class ProfileReport:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ModelTotals:
+    macs: int
+    params: int
+    weight_bytes: int
+    model_bytes: int
+    standard_conv_macs: int
+    separable_macs: int
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """What a model costs wherever it runs (`profile MODEL` without --device): per-layer multiplications,
+    parameters, weights and activations, and the TFLite Micro arena plan; no latency, no fit verdict."""
+
+    model: str
+    source_kind: str
+    model_bytes_estimated: bool
+    totals: ModelTotals
+    memory: MemoryPlan
+    layers: list[LayerRow]
+    notes: list[str] = field(default_factory=list)
+
+
 # ---------------------------------------------------------------------------------------------- compute
 
 
@@ -212,16 +236,7 @@ def build_report(graph: ModelGraph, device: DeviceProfile, memory: MemoryPlan | 
     costs = graph_costs(graph)
     memory = memory or plan_memory(graph, "mcu" if device.is_mcu else "linux")
     latency = estimate(graph, costs, device, _edgetpu_partition(graph) if device.kind == "edgetpu" else None)
-    timeline = memory.timeline if len(memory.timeline) == len(graph.layers) else [None] * len(graph.layers)
-    rows = [LayerRow(
-        index=layer.index, name=layer.name, op=layer.op, tflite_op=layer.tflite_op, known=layer.known,
-        input_shape=list(layer.input_shape), output_shape=list(layer.output_shape),
-        kernel=list(layer.kernel) if layer.kernel else None, stride=list(layer.stride) if layer.stride else None,
-        dtype=layer.dtype, macs=cost.macs, params=layer.params, weight_bytes=layer.weight_bytes,
-        activation_in_bytes=layer.activation_in_bytes, activation_out_bytes=layer.activation_out_bytes,
-        standard_conv_macs=cost.standard_conv_macs, separable_macs=cost.separable_macs,
-        saving_ratio=cost.saving_ratio, latency_ms=lat.ms, bound=lat.bound, unit=lat.unit, live_bytes=live,
-    ) for layer, cost, lat, live in zip(graph.layers, costs, latency.layers, timeline)]
+    rows = _layer_rows(graph, costs, memory, [(lat.ms, lat.bound, lat.unit) for lat in latency.layers])
 
     if device.is_mcu:
         peak_ram = memory.arena_bytes if memory.arena_bytes is not None else memory.activation_bytes
@@ -239,16 +254,49 @@ def build_report(graph: ModelGraph, device: DeviceProfile, memory: MemoryPlan | 
         separable_macs=sum(r.separable_macs or 0 for r in rows),
     )
     fit = _fit(device, peak_ram + runtime_ram, flash)
-    notes = list(latency.notes)
-    if graph.model_bytes_estimated:
-        notes.append("model bytes estimated from the layer table (no .tflite yet)")
-    if any(not r.known for r in rows):
-        notes.append("rows marked known=false are ops the profiler does not know: no multiplications or latency")
+    notes = list(latency.notes) + _graph_notes(graph, rows)
     info = DeviceInfo(device.key, device.name, device.kind, device.runtime, device.cores, device.threads,
                       device.clock_mhz, device.simd, device.ram_bytes, device.psram_bytes, device.flash_bytes,
                       device.runtime_code_bytes, device.calibration, dict(device.sources))
     return ProfileReport(graph.source, graph.source_kind, graph.model_bytes_estimated, info, totals, fit.fits, fit,
                          memory, rows, latency.edgetpu, notes)
+
+
+def _layer_rows(graph: ModelGraph, costs: list, memory: MemoryPlan,
+                latencies: list[tuple[float | None, str, str]] | None = None) -> list[LayerRow]:
+    """One row per layer; `latencies` (ms, bound, unit) per layer when a device is known."""
+    timeline = memory.timeline if len(memory.timeline) == len(graph.layers) else [None] * len(graph.layers)
+    latencies = latencies or [(None, "", "")] * len(graph.layers)
+    return [LayerRow(
+        index=layer.index, name=layer.name, op=layer.op, tflite_op=layer.tflite_op, known=layer.known,
+        input_shape=list(layer.input_shape), output_shape=list(layer.output_shape),
+        kernel=list(layer.kernel) if layer.kernel else None, stride=list(layer.stride) if layer.stride else None,
+        dtype=layer.dtype, macs=cost.macs, params=layer.params, weight_bytes=layer.weight_bytes,
+        activation_in_bytes=layer.activation_in_bytes, activation_out_bytes=layer.activation_out_bytes,
+        standard_conv_macs=cost.standard_conv_macs, separable_macs=cost.separable_macs,
+        saving_ratio=cost.saving_ratio, latency_ms=ms, bound=bound, unit=unit, live_bytes=live,
+    ) for layer, cost, (ms, bound, unit), live in zip(graph.layers, costs, latencies, timeline)]
+
+
+def _graph_notes(graph: ModelGraph, rows: list[LayerRow]) -> list[str]:
+    notes = []
+    if graph.model_bytes_estimated:
+        notes.append("model bytes estimated from the layer table (no .tflite yet)")
+    if any(not r.known for r in rows):
+        notes.append("rows marked known=false are ops the profiler does not know: no multiplications or latency")
+    return notes
+
+
+def build_model_report(graph: ModelGraph) -> ModelReport:
+    """Costs, weights and the TFLite Micro arena plan of `graph`, for no device in particular."""
+    memory = plan_memory(graph, "mcu")
+    rows = _layer_rows(graph, graph_costs(graph), memory)
+    totals = ModelTotals(macs=sum(r.macs for r in rows), params=sum(r.params for r in rows),
+                         weight_bytes=sum(r.weight_bytes for r in rows), model_bytes=graph.model_bytes,
+                         standard_conv_macs=sum(r.standard_conv_macs or 0 for r in rows),
+                         separable_macs=sum(r.separable_macs or 0 for r in rows))
+    return ModelReport(graph.source, graph.source_kind, graph.model_bytes_estimated, totals, memory, rows,
+                       _graph_notes(graph, rows))
 
 
 def build_reports(graph: ModelGraph, devices: list[DeviceProfile]) -> list[ProfileReport]:
@@ -301,12 +349,33 @@ def grid(header: tuple[str, ...] | list[str], rows: list[list[str]], right: set[
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _saving(t: Totals | ModelTotals) -> str:
+    return (f"; separable pairs {t.separable_macs:,} vs {t.standard_conv_macs:,} as standard convolutions "
+            f"({t.separable_macs / t.standard_conv_macs:.3f}x)") if t.standard_conv_macs else ""
+
+
+def model_summary_lines(report: ModelReport) -> list[str]:
+    """Totals and the TFLite Micro arena plan: the lines under the device-independent per-layer table."""
+    t, m = report.totals, report.memory
+    if m.arena_bytes is not None:
+        memory = (f"TFLite Micro arena plan: {human_bytes(m.arena_bytes)} ({m.arena_bytes:,} bytes: activations "
+                  f"{human_bytes(m.nonpersistent_bytes or 0)} + persistent {human_bytes(m.persistent_bytes or 0)})")
+    else:
+        memory = f"activations: {human_bytes(m.activation_bytes)} ({m.method})"
+    lines = [f"model: {report.model}" + (" (sizes estimated)" if report.model_bytes_estimated else ""),
+             f"multiplications: {t.macs:,}{_saving(t)}",
+             f"params: {t.params:,}; weights {human_bytes(t.weight_bytes)}; model {human_bytes(t.model_bytes)}",
+             memory]
+    lines += [f"note: {n}" for n in report.notes]
+    lines.append("latency, peak RAM and fit on a device: add --device KEY or --device all (see `edgemnv2 devices`)")
+    return lines
+
+
 def summary_lines(report: ProfileReport) -> list[str]:
     """Totals, memory, latency and the fit verdict: the lines under the per-layer table."""
     t = report.totals
     d = report.device
-    saving = (f"; separable pairs {t.separable_macs:,} vs {t.standard_conv_macs:,} as standard convolutions "
-              f"({t.separable_macs / t.standard_conv_macs:.3f}x)") if t.standard_conv_macs else ""
+    saving = _saving(t)
     ram_extra = f" + runtime {human_bytes(t.runtime_ram_bytes)}" if t.runtime_ram_bytes else ""
     lines = [
         f"model: {report.model}" + (" (sizes estimated)" if report.model_bytes_estimated else ""),
@@ -327,24 +396,31 @@ def summary_lines(report: ProfileReport) -> list[str]:
     return lines
 
 
-def render_table(report: ProfileReport) -> str:
-    rows = [_table_cells(r) for r in report.layers]
-    table = grid(_TABLE_COLUMNS, rows, right={0, 6, 7, 8, 9, 10, 11, 12})
-    return table + "\n\n" + "\n".join(summary_lines(report))
+def _table(report: ProfileReport | ModelReport) -> tuple[tuple[str, ...], list[list[str]], list[str]]:
+    """Columns, cells and summary lines; without a device there is no latency (the last two columns)."""
+    width = len(_TABLE_COLUMNS) - (2 if isinstance(report, ModelReport) else 0)
+    rows = [_table_cells(r)[:width] for r in report.layers]
+    lines = model_summary_lines(report) if isinstance(report, ModelReport) else summary_lines(report)
+    return _TABLE_COLUMNS[:width], rows, lines
 
 
-def render_markdown(report: ProfileReport) -> str:
-    rows = [_table_cells(r) for r in report.layers]
-    out = ["| " + " | ".join(_TABLE_COLUMNS) + " |", "|" + "|".join("---:" if i in {0, 6, 7, 8, 9, 10, 11, 12}
-                                                                 else "---" for i in range(len(_TABLE_COLUMNS))) + "|"]
+def render_table(report: ProfileReport | ModelReport) -> str:
+    columns, rows, lines = _table(report)
+    return grid(columns, rows, right={0, 6, 7, 8, 9, 10, 11, 12}) + "\n\n" + "\n".join(lines)
+
+
+def render_markdown(report: ProfileReport | ModelReport) -> str:
+    columns, rows, lines = _table(report)
+    out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---:" if i in {0, 6, 7, 8, 9, 10, 11, 12}
+                                                           else "---" for i in range(len(columns))) + "|"]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in rows]
-    return "\n".join(out) + "\n\n" + "\n".join(f"- {line}" for line in summary_lines(report))
+    return "\n".join(out) + "\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
 _CSV_FIELDS = [f for f in LayerRow.__dataclass_fields__]
 
 
-def render_csv(report: ProfileReport) -> str:
+def render_csv(report: ProfileReport | ModelReport) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -390,8 +466,8 @@ def render_comparison_csv(reports: list[ProfileReport]) -> str:
     return buffer.getvalue()
 
 
-def render_plot(report: ProfileReport, path: Path) -> Path:
-    """Per-layer multiplications and the memory timeline, one PNG (matplotlib imported only here)."""
+def render_plot(report: ProfileReport | ModelReport, path: Path) -> Path:
+    """Per-layer multiplications and the memory timeline, one chart (matplotlib imported only here)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -402,18 +478,20 @@ def render_plot(report: ProfileReport, path: Path) -> Path:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
     top.bar(x, [r.macs / 1e6 for r in report.layers], color=[colors.get(r.op, "tab:gray") for r in report.layers])
     top.set_ylabel("multiplications (M)")
-    top.set_title(f"{report.model} on {report.device.key}: {report.totals.macs / 1e6:.1f} M multiplications, "
-                  f"{_ms(report.totals.latency_ms)} ms estimated")
+    device = report.device if isinstance(report, ProfileReport) else None
+    top.set_title(f"{report.model}: {report.totals.macs / 1e6:.1f} M multiplications" + (
+        f" on {device.key}, {_ms(report.totals.latency_ms)} ms estimated" if device else ""))
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
     top.legend(handles, list(colors), loc="upper right", fontsize=8)
     live = [r.live_bytes or 0 for r in report.layers]
     bottom.step(x, [b / 1024 for b in live], where="mid", color="tab:orange")
     bottom.fill_between(x, [b / 1024 for b in live], step="mid", alpha=0.3, color="tab:orange")
-    bottom.axhline(report.totals.peak_ram_bytes / 1024, color="black", linestyle="--", linewidth=1,
-                   label=f"peak RAM {human_bytes(report.totals.peak_ram_bytes)}")
-    if report.device.kind == "mcu":
-        bottom.axhline(report.device.ram_bytes / 1024, color="tab:red", linewidth=1,
-                       label=f"{report.device.key} SRAM {human_bytes(report.device.ram_bytes)}")
+    peak = report.totals.peak_ram_bytes if device else report.memory.arena_bytes or report.memory.activation_bytes
+    bottom.axhline(peak / 1024, color="black", linestyle="--", linewidth=1,
+                   label=f"{'peak RAM' if device else 'TFLite Micro arena'} {human_bytes(peak)}")
+    if device and device.kind == "mcu":
+        bottom.axhline(device.ram_bytes / 1024, color="tab:red", linewidth=1,
+                       label=f"{device.key} SRAM {human_bytes(device.ram_bytes)}")
     bottom.set_ylabel("live activations (KiB)")
     bottom.set_xlabel("layer (op index)")
     bottom.legend(loc="upper right", fontsize=8)

@@ -29,6 +29,7 @@ def pico_project(tmp_path_factory, coral_v2_tflite: Path) -> Path:
 
 @pytest.mark.parametrize("args, version", [
     (["devices"], json_versions.DEVICES),
+    (["profile", "{model}"], json_versions.PROFILE_MODEL),
     (["profile", "{model}", "--device", "rpi4"], json_versions.PROFILE),
     (["profile", "{model}", "--device", "rpi4,pico"], json_versions.PROFILE),
     (["profile", "--alpha", "0.35", "--resolution", "96", "--device", "esp32-s3"], json_versions.PROFILE),
@@ -39,7 +40,7 @@ def pico_project(tmp_path_factory, coral_v2_tflite: Path) -> Path:
     (["flash", "--target", "pico", "--project", "{pico}", "--dry-run"], json_versions.FLASH),
     (["deploy", "--target", "rpi", "--host", "pi@raspberrypi.local", "--model", "{model}", "--dry-run"],
      json_versions.DEPLOY),
-], ids=["devices", "profile", "profile-devices", "profile-spec", "profile-schedule", "edgetpu-check", "fit",
+], ids=["devices", "profile-no-device", "profile", "profile-devices", "profile-spec", "profile-schedule", "edgetpu-check", "fit",
         "export", "flash", "deploy"])
 def test_json_starts_with_schema_version(args: list[str], version: int, coral_v2_tflite: Path, tmp_path: Path,
                                          pico_project: Path) -> None:

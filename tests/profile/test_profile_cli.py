@@ -106,7 +106,7 @@ def test_tensorflow_is_not_imported(coral_v2_tflite):
 
 @pytest.mark.parametrize("args,message", [
     (["--device", "rpi9", "--alpha", "1", "--resolution", "224"], "unknown device 'rpi9'; known devices: coral-devboard"),
-    (["--alpha", "1", "--resolution", "224"], "no target device: give --device"),
+    (["--alpha", "1", "--resolution", "224", "--require-fit"], "--require-fit checks a device: give --device"),
     (["NOT_TFLITE", "--device", "rpi4"], "is not a TFLite model"),
     (["TRUNCATED", "--device", "rpi4"], "cannot be parsed"),
     (["missing.tflite", "--device", "rpi4"], "does not exist"),
