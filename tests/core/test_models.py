@@ -49,6 +49,7 @@ def test_other_resolution_reuses_same_alpha_with_a_note(shared_weights: Path, ca
 
 def test_env_mirror_then_keras_cache(tmp_path: Path, shared_weights: Path, monkeypatch) -> None:
     monkeypatch.setenv("EDGEMNV2_OFFLINE", "1")
+    (tmp_path / "mirror").mkdir()  # an empty mirror: the weights come from the Keras cache after it
     monkeypatch.setenv("EDGEMNV2_WEIGHTS_DIR", str(tmp_path / "mirror"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
     (tmp_path / "kh" / "models").mkdir(parents=True)
