@@ -11,6 +11,7 @@ declared requirements are met.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -123,18 +124,41 @@ def test_light_commands_run_from_the_wheel(light_install: Callable[..., subproce
         "export": (["export", "--target", "pico", "--model", model, "-o", str(tmp_path / "pico")],
                    "pico project in"),
         "flash": (["flash", "--target", "pico", "--project", str(tmp_path / "pico"), "--dry-run"], "picotool"),
-        "deploy": (["deploy", "--target", "rpi", "--host", "pi@raspberrypi.local", "--model", model, "--dry-run"],
+        "deploy": (["deploy", "--target", "rpi4", "--host", "pi@raspberrypi.local", "--model", model, "--dry-run"],
                    "scp"),
     }
     for name, (args, expected) in commands.items():
         proc = light_install(*args)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, f"{name}: {proc.stderr}"
         assert expected in proc.stdout, f"{name}: {proc.stdout}"
+        print(f"\nlight install, {shlex.join(['edgemnv2', *args])}: exit 0, {expected!r} in its output")
     assert (tmp_path / "pico" / "src" / "edgemnv2_protocol.c").is_file()
 
 
-def test_convert_names_the_extra(light_install: Callable[..., subprocess.CompletedProcess]) -> None:
-    proc = light_install("convert", "--alpha", "0.35", "--resolution", "96")
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
-    assert lines[0].startswith("Error: ") and "pip install 'edgemnv2[tf]'" in lines[0]
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    return lines[0]
+
+
+def test_convert_names_the_extra(light_install: Callable[..., subprocess.CompletedProcess]) -> None:
+    line = _one_error_line(light_install("convert", "--alpha", "0.35", "--resolution", "96"))
+    print(f"\nlight install, convert: {line}")
+    assert "pip install 'edgemnv2[tf]'" in line
+
+
+def test_board_sim_names_the_runtime_extra(light_install: Callable[..., subprocess.CompletedProcess],
+                                           coral_v2_tflite: Path) -> None:
+    line = _one_error_line(light_install("board-sim", "--model", str(coral_v2_tflite)))
+    print(f"\nlight install, board-sim: {line}")
+    assert "pip install 'edgemnv2[runtime]'" in line
+
+
+def test_bench_runs_and_refuses_a_missing_port_in_one_line(light_install: Callable[..., subprocess.CompletedProcess],
+                                                           coral_v2_tflite: Path, shared_dir: Path,
+                                                           tmp_path: Path) -> None:
+    """bench is light core: it starts, checks its inputs and ends on a port that is not there in one line."""
+    line = _one_error_line(light_install("bench", "--port", str(tmp_path / "no-such-tty"), "--model",
+                                         str(coral_v2_tflite), "--images", str(shared_dir / "data" / "images"),
+                                         "-o", str(tmp_path / "r.jsonl")))
+    assert "no-such-tty" in line and "unexpected" not in line and "pip install" not in line

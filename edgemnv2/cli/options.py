@@ -175,9 +175,13 @@ SEED = click.IntRange(min=0)      # numpy's generators take non-negative seeds
 
 def output_option(help: str, *, old: tuple[str, ...] = (), required: bool = False, default: Any = None,
                   show_default: bool = False, dest: str = "output") -> Callable[[F], F]:
-    """`-o/--output`, the one spelling of "where to write" on every command; `old` spellings still work."""
+    """`-o/--output`, the one spelling of "where to write" on every command; `old` spellings still work.
+
+    No default is passed unless one is given: click 8.2+ counts an explicit `default=None` as a value, and a
+    required -o would then go missing silently."""
+    given = {} if default is None else {"default": default}
     return click.option("-o", "--output", *old, dest, cls=_AliasedOption, hidden_aliases=old, required=required,
-                        default=default, show_default=show_default, type=click.Path(path_type=Path), help=help)
+                        show_default=show_default, type=click.Path(path_type=Path), help=help, **given)
 
 
 def model_options(func: F) -> F:

@@ -495,7 +495,7 @@ def render_firmware(request: ExportRequest) -> FirmwareExport:
             _write(stage / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n", written)
             plan = flash.plan_flash(request.target, stage, port=None)
             commands = [_relative_command(c.argv, plan.project) for c in plan.commands]
-            _write(stage / "README.md", _firmware_readme(request.target, board, facts, arena, arena_source, calls,
+            _write(stage / "README.md", _firmware_readme(request, board, facts, arena, arena_source, calls,
                                                          plan, warnings), written)
         files = sorted(str(p.relative_to(stage)) for p in written)
     return FirmwareExport(target=request.target, board=board.name, out=out, model_sha256=facts.sha256,
@@ -531,10 +531,11 @@ def _finish_emulated(request: ExportRequest, board: Board, facts: ModelFacts, ca
     commands = ["edgemnv2 build .", "edgemnv2 board-sim --firmware .   # prints the pty for edgemnv2 bench --port"]
     where = "".join(f"\n| {what} | {region} (0x{spec.region(region).origin:08x}) |" for what, region in placement.items())
     lines = [f"# edgemnv2 firmware: {facts.path.name} on {spec.title}", "",
-             f"Rendered by `edgemnv2 export --target {request.target}`. The firmware answers the edgemnv2 serial "
+             f"Rendered by `{_export_command(request, board)}`. The firmware answers the edgemnv2 serial "
              "protocol (docs/protocol.md) on its UART; `edgemnv2 board-sim --firmware .` runs it "
              + ("in QEMU" if spec.bare_metal else "natively") + " with the UART on a pseudo-terminal, and "
-             "`edgemnv2 bench --port PTY --model MODEL --images DIR` streams images to it.", "",
+             f"`{_bench_command('PTY', facts.path.name)}` streams images to it (PTY: the pseudo-terminal "
+             "board-sim prints).", "",
              "| | |", "| --- | --- |",
              f"| model | `{facts.path.name}`, {facts.size_bytes} bytes, sha256 `{facts.sha256[:16]}…` |",
              f"| input | {facts.input.dtype} {list(facts.input.shape)} |",
@@ -546,18 +547,40 @@ def _finish_emulated(request: ExportRequest, board: Board, facts: ModelFacts, ca
                   f"| kernels | portable C (`se_kernels.c`), built as `--kernels {STATIC_KERNELS}` |" + where, ""]
     else:
         lines += [f"| ops ({len(calls)}) | {', '.join(facts.ops)}; {facts.operator_count} operators, each timed |",
-                  f"| kernels | {spec.kernels_default} by default (`edgemnv2 build . --kernels cmsis-nn|reference`) |"
+                  f"| kernels | {spec.kernels_default} by default (`edgemnv2 build . --kernels cmsis-nn` or "
+                  "`edgemnv2 build . --kernels reference`) |"
                   + where, ""]
     if warnings:
         lines += ["**Warnings**", ""] + [f"- {w}" for w in warnings] + [""]
     lines += ["## Build and run", "", "```", *commands, "```", "",
-              "`edgemnv2 build` compiles the generated engine and its kernels (no TensorFlow Lite Micro) and prints the "
+              "`edgemnv2 build .` compiles the generated engine and its kernels (no TensorFlow Lite Micro) and prints the "
               "ELF's text/data/bss." if static else
-              "`edgemnv2 build` compiles the TensorFlow Lite Micro core and only the kernels this model registers "
+              "`edgemnv2 build .` compiles the TensorFlow Lite Micro core and only the kernels this model registers "
               "from `../shared/tflm` (`--tflm-dir`, `EDGEMNV2_TFLM_DIR`), caching object files, and prints the "
               "ELF's text/data/bss.", ""]
     _write(out / "README.md", "\n".join(lines), written)
     return commands, warnings
+
+
+def _export_command(request: ExportRequest, board: Board) -> str:
+    """The `edgemnv2 export` line that renders this project again (model and folder by name, as typed beside them)."""
+    argv = ["edgemnv2", "export", "--target", request.target]
+    engine = request.engine
+    if engine is not None:
+        argv += ["--engine", "static", "--schedule", engine.schedule]
+        argv += ["--ram-budget", str(engine.ram_budget)] if engine.ram_budget is not None else []
+        if engine.split is not None and engine.grid is not None:
+            argv += ["--patch-split", str(engine.split), "--tiles", f"{engine.grid[0]}x{engine.grid[1]}"]
+    argv += ["--board", board.name] if request.board is not None else []
+    argv += ["--model", Path(request.model).name, "-o", Path(request.out).name]
+    argv += ["--arena-bytes", str(request.arena_bytes)] if request.arena_bytes is not None else []
+    argv += ["--baud", str(request.baud)] if request.baud != DEFAULT_BAUD else []
+    return shlex.join(argv)
+
+
+def _bench_command(port: str, model: str) -> str:
+    """The `edgemnv2 bench` line every project README shows (tests parse it with the real CLI)."""
+    return f"edgemnv2 bench --port {port} --model {shlex.quote(model)} --images IMAGES_DIR -o bench.jsonl"
 
 
 def _relative_command(argv: list[str], root: Path) -> str:
@@ -566,8 +589,9 @@ def _relative_command(argv: list[str], root: Path) -> str:
     return shlex.join(("." + a[len(prefix):]) if a == prefix or a.startswith(prefix + "/") else a for a in argv)
 
 
-def _firmware_readme(target: str, board: Board, facts: ModelFacts, arena: int, arena_source: str,
+def _firmware_readme(request: ExportRequest, board: Board, facts: ModelFacts, arena: int, arena_source: str,
                      calls: list[str], plan: Any, warnings: list[str]) -> str:
+    target = request.target
     setup = {
         "arduino": ["Install arduino-cli (https://arduino.github.io/arduino-cli/latest/installation/), then the core "
                     "and the TFLite Micro library:",
@@ -586,8 +610,8 @@ def _firmware_readme(target: str, board: Board, facts: ModelFacts, arena: int, a
     commands = "\n".join(_relative_command(c.argv, plan.project) for c in plan.commands)
     ops = ", ".join(facts.ops)
     lines = [f"# edgemnv2 firmware: {facts.path.name} on {board.title}", "",
-             f"Rendered by `edgemnv2 export --target {target}`. The board answers the edgemnv2 serial protocol "
-             "(docs/protocol.md): `edgemnv2 bench --port PORT --model MODEL --images DIR` streams images to it and "
+             f"Rendered by `{_export_command(request, board)}`. The board answers the edgemnv2 serial protocol "
+             f"(docs/protocol.md): `{_bench_command('PORT', facts.path.name)}` streams images to it and "
              "compares every output with a host run.", "",
              "| | |", "| --- | --- |",
              f"| model | `{facts.path.name}`, {facts.size_bytes} bytes, sha256 `{facts.sha256[:16]}…` |",
@@ -642,7 +666,10 @@ def _agent_readme(facts: ModelFacts, run: str) -> str:
         f"# edgemnv2 Linux agent: {facts.path.name}", "",
         "Serves the edgemnv2 serial protocol (docs/protocol.md) on a Linux board (Raspberry Pi, Coral Dev Board) "
         "with ai-edge-litert or tflite-runtime, and the Edge TPU delegate when present.", "",
-        "Copy this folder to the board (or use `edgemnv2 deploy --target rpi|coral-devboard`), then:", "",
+        "Copy this folder to the board, then run the agent as below; or let "
+        f"`edgemnv2 deploy --target rpi4 --host pi@raspberrypi.local --model {shlex.quote(facts.path.name)}` copy "
+        "it over ssh, install the runtime and run one inference (`--target` takes `rpi`, `coral-devboard` or a "
+        "board key of `edgemnv2 devices`):", "",
         "```", "python3 -m pip install numpy pyserial ai-edge-litert   # or tflite-runtime", run, "```", "",
         "`python3 agent.py --help` lists the options (serial device, baud, runtime).",
         f"Model: {facts.size_bytes} bytes, sha256 `{facts.sha256}`, input {facts.input.dtype} "
