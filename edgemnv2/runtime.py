@@ -80,7 +80,7 @@ def _interpreter_class(backend: str) -> tuple[str, Any]:
             continue
         return name, module.Interpreter
     raise RuntimeUnavailable(
-        "no TFLite interpreter found: pip install ai-edge-litert (or tflite-runtime, or tensorflow)"
+        "no TFLite interpreter found: pip install 'edgemnv2[runtime]' (LiteRT; tflite-runtime or tensorflow also do)"
         if backend == "auto" else f"runtime backend {backend!r} is not installed ({BACKENDS[backend]})")
 
 

@@ -10,6 +10,7 @@ The child is this module run as a script; it talks over its stdin/stdout with le
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -89,6 +90,8 @@ class TflmRunner(ModelRunner):
     runtime = "tflm"
 
     def __init__(self, model: Path) -> None:
+        if importlib.util.find_spec("tflite_micro") is None:   # say which extra before a child dies of it
+            raise RuntimeUnavailable("TFLite Micro (tflite_micro) is not installed: pip install 'edgemnv2[runtime]'")
         self._stderr = tempfile.TemporaryFile()
         self._lock = threading.Lock()
         self._reported = False
