@@ -68,10 +68,13 @@ def _static_engine(model: Path, out: Path, options: EngineOptions, as_json: bool
 @click.option("--baud", type=BaudRate(), default=DEFAULT_BAUD, show_default=True, help="UART rate the firmware opens.")
 @click.option("--force", is_flag=True, help="Export anyway when the model computes in float or --arena-bytes is below "
                                             "the planned peak (the board would fail).")
+@click.option("--input-slots", type=click.Choice(["auto", "1", "2"]), default="auto", show_default=True,
+              help="Inputs the firmware holds: 2 uploads the next image while one computes (mps2-an386, mps3-an547, "
+                   "host, when RAM allows: auto); 1 is stop-and-wait.")
 @json_option
 def export_cmd(target: str | None, engine: str, schedule: str, ram_budget: int | None, patch_split: int | None,
                tiles: str | None, model: Path, output: Path, arena_bytes: int | None, board: str | None,
-               labels: Path | None, baud: int, force: bool, as_json: bool) -> None:
+               labels: Path | None, baud: int, force: bool, input_slots: str, as_json: bool) -> None:
     """Render a project for TARGET: firmware sources + model C array + arena + op resolver + build/flash README.
 
     \b
@@ -88,7 +91,8 @@ def export_cmd(target: str | None, engine: str, schedule: str, ram_budget: int |
     if target is None:
         raise InputError("give --target (or --engine static for the engine sources alone)")
     result = export_project(ExportRequest(target=target, model=model, out=output, arena_bytes=arena_bytes, board=board,
-                                          labels=labels, baud=baud, engine=options, force=force))
+                                          labels=labels, baud=baud, engine=options, force=force,
+                                          input_slots=None if input_slots == "auto" else int(input_slots)))
     if as_json:
         emit_json(result, json_versions.EXPORT)
         return
@@ -100,6 +104,8 @@ def export_cmd(target: str | None, engine: str, schedule: str, ram_budget: int |
                    f"{len(result.ops)} ops: {', '.join(result.ops)}")
         if result.arena_bytes is not None:
             click.echo(f"  arena   {result.arena_bytes} bytes ({result.arena_source})")
+        click.echo(f"  slots   {result.input_slots} input slot{'s' if result.input_slots > 1 else ''}: "
+                   f"{result.input_slots_reason}")
         click.echo("  build   " + "\n          ".join(result.build_commands))
         return
     for key, value in to_jsonable(result).items():

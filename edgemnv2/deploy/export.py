@@ -90,6 +90,7 @@ class ExportRequest:
     baud: int = DEFAULT_BAUD
     engine: EngineOptions | None = None  # the static engine in place of TFLite Micro (emulated targets)
     force: bool = False             # export a float model, or an arena below the plan, to a microcontroller anyway
+    input_slots: int | None = None  # None: 2 where the firmware can take the next input while computing, else 1
 
 
 @dataclass
@@ -107,6 +108,8 @@ class FirmwareExport:
     files: list[str]
     build_commands: list[str]
     warnings: list[str] = field(default_factory=list)
+    input_slots: int = 1
+    input_slots_reason: str = ""
 
 
 # ---------------------------------------------------------------------------------------------- model facts
@@ -183,6 +186,68 @@ def arena_for(model_path: Path, given: int | None, force: bool = False) -> tuple
                          f"{model_path} (AllocateTensors would fail on the board); give at least {peak} "
                          f"(default {planned}: the plan + {ARENA_MARGIN:.0%}), or --force")
     return given, "given"
+
+
+# RAM the firmware needs in its data region besides the arena, the stack and the protocol's buffers: TFLite
+# Micro's own data and bss, newlib's heap (printf), the interpreter object (measured on 1.0/96 + CMSIS-NN: 46 KB
+# of .data + .bss besides the arena), with room to spare.
+SLOT_RESERVE_BYTES = 64 * 1024
+RESULT_HEADER_BYTES = 31  # RESULT payload before layer_us: id, boot_nonce, input_crc32, cycles, micros, kind, n_layers
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    slots: int
+    reason: str
+
+
+def _frame_bytes(payload: int) -> int:
+    """A frame with `payload` bytes, COBS-encoded, delimiters excluded (the C side's EMN_FRAME_MAX_BYTES)."""
+    from edgemnv2.serial import protocol as p
+
+    return p.cobs_max_encoded(p.HEADER_BYTES + payload + p.CRC_BYTES) + 2
+
+
+def plan_input_slots(target: str, facts: ModelFacts, board: Board, arena: int, static: bool,
+                     given: int | None) -> SlotPlan:
+    """How many inputs the firmware holds. Two (the next image uploaded while the current one computes) need a
+    receive path that keeps bytes during inference and a runner that serves the link between its layers: the
+    emulated targets' TFLite Micro firmware (CMSDK UART RX interrupt into a ring; the host's pty buffer), and
+    RAM in the data region for a second input and RESULT beside the arena, stack, receive ring and
+    `SLOT_RESERVE_BYTES`. The vendor ports (arduino, esp-idf, pico) and the static engine hold one.
+    `given` (1 or 2) overrides; 2 where it cannot work is an error."""
+    if given is not None and given not in (1, 2):
+        raise InputError(f"--input-slots must be 1 or 2, got {given}")
+    if target not in EMULATED_TARGETS or static:
+        why = ("the static engine does not serve the link between its steps" if static else
+               f"the {target} port is built and run nowhere here, and its receive buffer is not sized for the "
+               "window of frames that arrives while a layer computes")
+        if given == 2:
+            raise InputError(f"--input-slots 2: {why}; use --input-slots 1")
+        return SlotPlan(1, why)
+    from edgemnv2.firmware.targets import build_target
+    from edgemnv2.serial import protocol as p
+
+    spec = build_target(target)
+    result_frame = _frame_bytes(RESULT_HEADER_BYTES + facts.output.nbytes + 4 * max(facts.operator_count, 1))
+    extra = facts.input.nbytes + result_frame
+    if not spec.bare_metal:
+        plan = SlotPlan(2, f"a second input and RESULT ({extra} bytes) in the host's RAM")
+    else:
+        assert spec.data_region is not None
+        input_frame = _frame_bytes(p.INPUT_HEADER_BYTES + board.max_payload)
+        ring = board.window * input_frame + 256  # cortex-m/cmsdk_uart.h: EMN_UART_RING_BYTES
+        arena_here = arena if spec.arena_region == spec.data_region else 0
+        free = (spec.region(spec.data_region).length - spec.stack_bytes - arena_here - ring - input_frame
+                - result_frame - SLOT_RESERVE_BYTES)
+        fits = "fit" if extra <= free else "do not fit"
+        plan = SlotPlan(2 if extra <= free else 1, f"a second input and RESULT ({extra} bytes) {fits} "
+                                                   f"{spec.data_region} ({max(free, 0)} bytes free)")
+    if given == 2 and plan.slots == 1:
+        raise InputError(f"--input-slots 2: {plan.reason}")
+    if given == 1:
+        return SlotPlan(1, "--input-slots 1")
+    return plan
 
 
 # ---------------------------------------------------------------------------------------------- generated files
@@ -478,19 +543,22 @@ def render_firmware(request: ExportRequest) -> FirmwareExport:
             array = write_c_array(facts.path.read_bytes(), src, symbol="g_model", basename="model_data",
                                   source_ext=layout.model_ext)
             written += [array.source, array.header]
+        slots = plan_input_slots(request.target, facts, board, arena, static is not None, request.input_slots)
         extra = layout.extra_config(board, arena) + (list(static.config) if static else [])
+        extra.append(f"#define EDGEMNV2_INPUT_SLOTS {slots.slots} /* {slots.reason} */")
         _write(src / "edgemnv2_config.h", render_config(facts, board, arena, request.baud, extra), written)
         if static is None:
             _write(src / "model_ops.h", render_ops_header(facts, calls), written)
         warnings = _check_fit(facts, board, arena)
         if emulated:
             commands, warnings = _finish_emulated(request, board, facts, calls, arena, arena_source, stage, written,
-                                                  warnings, static)
+                                                  warnings, slots, static)
         else:
             manifest = {"target": request.target, "board": board.name, "fqbn": board.fqbn,
                         "idf_target": board.idf_target, "pico_board": board.pico_board, "model": facts.path.name,
                         "model_sha256": facts.sha256, "arena_bytes": arena, "baud": request.baud,
-                        "source_dir": layout.source_dir, "portable_sources": list(PORTABLE_SOURCES),
+                        "input_slots": slots.slots, "source_dir": layout.source_dir,
+                        "portable_sources": list(PORTABLE_SOURCES),
                         "files": _manifest_files(written, stage)}
             _write(stage / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n", written)
             plan = flash.plan_flash(request.target, stage, port=None)
@@ -500,12 +568,13 @@ def render_firmware(request: ExportRequest) -> FirmwareExport:
         files = sorted(str(p.relative_to(stage)) for p in written)
     return FirmwareExport(target=request.target, board=board.name, out=out, model_sha256=facts.sha256,
                           model_bytes=facts.size_bytes, arena_bytes=arena, arena_source=arena_source,
-                          ops=list(facts.ops), files=files, build_commands=commands, warnings=warnings)
+                          ops=list(facts.ops), files=files, build_commands=commands, warnings=warnings,
+                          input_slots=slots.slots, input_slots_reason=slots.reason)
 
 
 def _finish_emulated(request: ExportRequest, board: Board, facts: ModelFacts, calls: list[str], arena: int,
-                     arena_source: str, out: Path, written: list[Path],
-                     warnings: list[str], static: Any = None) -> tuple[list[str], list[str]]:
+                     arena_source: str, out: Path, written: list[Path], warnings: list[str], slots: SlotPlan,
+                     static: Any = None) -> tuple[list[str], list[str]]:
     """Linker script (bare metal), manifest and README of an `edgemnv2 build` project, written into the staged
     folder `out`; returns (build commands, warnings). `static`: the static engine's FirmwareEngine, if it runs
     the model instead of TFLite Micro."""
@@ -520,7 +589,8 @@ def _finish_emulated(request: ExportRequest, board: Board, facts: ModelFacts, ca
         _write(out / "src" / LINKER_SCRIPT, script, written)
     manifest = {"target": request.target, "board": board.name, "model": facts.path.name,
                 "model_sha256": facts.sha256, "model_bytes": facts.size_bytes, "arena_bytes": arena,
-                "baud": request.baud, "source_dir": "src", "ops": [] if static else list(facts.ops),
+                "baud": request.baud, "input_slots": slots.slots, "source_dir": "src",
+                "ops": [] if static else list(facts.ops),
                 "operator_count": facts.operator_count,
                 "kernels_default": STATIC_KERNELS if static else spec.kernels_default,
                 "engine": "static" if static else "tflm", "schedule": static.schedule if static else None,
@@ -540,7 +610,8 @@ def _finish_emulated(request: ExportRequest, board: Board, facts: ModelFacts, ca
              f"| model | `{facts.path.name}`, {facts.size_bytes} bytes, sha256 `{facts.sha256[:16]}…` |",
              f"| input | {facts.input.dtype} {list(facts.input.shape)} |",
              f"| output | {facts.output.dtype} {list(facts.output.shape)} |",
-             f"| tensor arena | {arena} bytes ({_ARENA_SOURCES.get(arena_source, arena_source)}) |"]
+             f"| tensor arena | {arena} bytes ({_ARENA_SOURCES.get(arena_source, arena_source)}) |",
+             f"| input slots | {slots.slots}: {slots.reason} |"]
     if static:
         lines += [f"| engine | the static engine (`--engine static`), {static.schedule} schedule: {static.steps} steps, "
                   f"{static.macs} MACs, {static.weights_bytes} bytes of constants; runtime `{static.runtime}` |",

@@ -5,8 +5,12 @@
  * the UART delivered. The app answers HELLO/PING/RESET/GET_RESULT, reassembles INPUT chunks straight
  * into the model's input tensor, runs the model when an input is complete and sends the RESULT.
  *
- * One input slot: a single-threaded microcontroller cannot acknowledge while it computes, so the host
- * uploads the next image after the RESULT (input_slots = 1 in INFO). No malloc; C99. */
+ * One or two input slots (input_slots in INFO). With one, the host uploads the next image after the RESULT.
+ * With two (cfg.spare_input), the runner hands the link back between its layers: the board's receive path
+ * keeps the bytes that arrive meanwhile (an RX interrupt into a ring, or the OS's tty buffer) and the model
+ * runner calls emn_app_feed() with them after every operator, so the app acknowledges the next image's chunks
+ * into the spare buffer while the current one computes, and runs it as soon as the RESULT is out. The time
+ * spent in those nested feeds is taken out of the RESULT's cycles and micros. No malloc; C99. */
 #ifndef EDGEMNV2_APP_H_
 #define EDGEMNV2_APP_H_
 
@@ -57,7 +61,25 @@ typedef struct {
   size_t tx_cap;
   uint8_t *result_frame;       /* EMN_APP_RESULT_BYTES(output bytes) */
   size_t result_cap;
+  /* The second input slot, NULL for one: input.total bytes for the upload that arrives while the model
+   * computes, and another result_cap bytes so the last two RESULTs stay available to GET_RESULT. */
+  uint8_t *spare_input;
+  uint8_t *spare_result;
 } emn_app_config;
+
+/* A RESULT frame kept for GET_RESULT. */
+typedef struct {
+  uint8_t *frame;
+  size_t len; /* 0: none */
+  uint32_t id;
+} emn_app_result;
+
+/* An input slot: the model's input tensor, or the spare buffer (which is copied into the tensor to run). */
+typedef enum { EMN_SLOT_FREE, EMN_SLOT_UPLOAD, EMN_SLOT_READY, EMN_SLOT_RUN } emn_slot_state;
+typedef struct {
+  emn_slot_state state;
+  uint32_t id, next, crc; /* next: bytes received so far; crc: of those bytes */
+} emn_app_slot;
 
 typedef struct {
   const emn_app_config *cfg;
@@ -65,14 +87,17 @@ typedef struct {
   emn_decoder decoder;
   uint32_t boot_nonce;
   size_t input_bytes, output_bytes;
-  /* upload in progress */
-  uint8_t uploading;
-  uint32_t upload_id, upload_next;
-  uint32_t upload_crc;
-  /* last answered input, its RESULT frame kept in cfg->result_frame */
-  uint8_t have_result;
-  uint32_t result_id;
-  size_t result_len;
+  uint8_t slots;     /* 1, or 2 with cfg->spare_input */
+  uint32_t session;  /* HELLO and RESET start a new one: an inference of an older session sends no RESULT */
+  emn_app_slot tensor, spare;
+  emn_app_slot *upload; /* the upload in progress (one at a time), or NULL */
+  /* the inference running (tensor.state == EMN_SLOT_RUN): its session, and the time spent meanwhile in
+   * nested emn_app_feed calls, taken out of its RESULT */
+  uint32_t run_session;
+  uint64_t service_cycles, service_micros;
+  /* the last `slots` answered inputs */
+  emn_app_result results[2];
+  uint8_t newest_result;
   /* counters, for a debugger or a status LED */
   uint32_t frames_ok, frames_bad, inferences;
 } emn_app;
@@ -80,7 +105,8 @@ typedef struct {
 /* Checks the buffers, resets the protocol state and sends the boot INFO. Returns EMN_OK, or
  * EMN_ERR_MALFORMED when a buffer is too small for the configuration (nothing is sent then). */
 int emn_app_start(emn_app *app, const emn_app_config *cfg, const emn_app_ops *ops, uint32_t boot_nonce);
-/* Process received bytes: may send ACK/INFO/PONG/ERROR, run the model and send a RESULT. */
+/* Process received bytes: may send ACK/INFO/PONG/ERROR, run the model and send a RESULT. Called again from
+ * within the model (between its layers) it only receives and answers; the inputs it completes run after. */
 void emn_app_feed(emn_app *app, const uint8_t *data, size_t n);
 
 #ifdef __cplusplus

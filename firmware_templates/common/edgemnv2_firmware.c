@@ -11,10 +11,17 @@
 #ifndef EDGEMNV2_RUNTIME
 #define EDGEMNV2_RUNTIME "tflm" /* what INFO names; the static engine's config sets "tflm+static-<schedule>" */
 #endif
+#ifndef EDGEMNV2_INPUT_SLOTS
+#define EDGEMNV2_INPUT_SLOTS 1 /* export sets 2 where the board keeps bytes during inference and RAM allows */
+#endif
 
 static uint8_t g_rx_frame[EMN_APP_RX_BYTES(EDGEMNV2_MAX_PAYLOAD)];
 static uint8_t g_tx[EMN_APP_TX_BYTES];
 static uint8_t g_result[EMN_APP_RESULT_LAYER_BYTES(EDGEMNV2_OUTPUT_BYTES, EDGEMNV2_LAYER_COUNT)];
+#if EDGEMNV2_INPUT_SLOTS > 1
+static uint8_t g_spare_input[EDGEMNV2_INPUT_BYTES];
+static uint8_t g_spare_result[sizeof g_result];
+#endif
 static const uint8_t g_model_sha256[EMN_HASH_BYTES] = EDGEMNV2_MODEL_SHA256_BYTES;
 static const uint32_t g_input_dims[] = EDGEMNV2_INPUT_DIMS;
 static const uint32_t g_output_dims[] = EDGEMNV2_OUTPUT_DIMS;
@@ -109,6 +116,10 @@ void emn_firmware_start(void) {
   g_cfg.tx_cap = sizeof g_tx;
   g_cfg.result_frame = g_result;
   g_cfg.result_cap = sizeof g_result;
+#if EDGEMNV2_INPUT_SLOTS > 1
+  g_cfg.spare_input = g_spare_input;
+  g_cfg.spare_result = g_spare_result;
+#endif
   (void)emn_app_start(&g_app, &g_cfg, &g_ops, emn_board_entropy());
 }
 
@@ -117,4 +128,10 @@ void emn_firmware_poll(void) {
   size_t n = emn_board_read(buf, sizeof buf);
   (void)emn_board_cycles(); /* boards extending a 32-bit counter must see every wrap */
   if (n) emn_app_feed(&g_app, buf, n);
+}
+
+void emn_firmware_between_layers(void) {
+  uint8_t buf[64];
+  size_t n;
+  while ((n = emn_board_read(buf, sizeof buf)) > 0) emn_app_feed(&g_app, buf, n);
 }

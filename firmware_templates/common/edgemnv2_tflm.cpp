@@ -9,6 +9,7 @@
 
 #include "edgemnv2_board.h"
 #include "edgemnv2_config.h"
+#include "edgemnv2_firmware.h"
 #ifdef EDGEMNV2_TFLM_PRELUDE
 #include EDGEMNV2_TFLM_PRELUDE  // Arduino: the library's root header, so arduino-cli finds the library
 #endif
@@ -41,6 +42,7 @@ class LayerTimer : public tflite::MicroProfilerInterface {
     // cycles -> µs, rounded; 64-bit: exact for any layer shorter than 5 hours at 1 GHz
     us_[handle] = (uint32_t)((cycles * 1000000u + EDGEMNV2_CPU_HZ / 2u) / EDGEMNV2_CPU_HZ);
     count_ = handle + 1;
+    emn_firmware_between_layers();  // outside every operator's time; the app takes it out of the whole
   }
   size_t Times(const uint32_t **us) const {
     *us = us_;

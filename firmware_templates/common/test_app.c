@@ -1,6 +1,8 @@
 /* Host tests of the board-side protocol rules (edgemnv2_app.c) with a fake model and a captured UART:
  * boot INFO, HELLO, PING, RESET, chunked INPUT with ACKs, RESULT with the input CRC, retransmission,
- * lost chunk, wrong size, too large, GET_RESULT, garbage on the line, model mismatch. */
+ * lost chunk, wrong size, too large, GET_RESULT, garbage on the line, model mismatch; and two input slots,
+ * where the fake model feeds the app the bytes that "arrived" while it computes, as a runner does between
+ * its layers. */
 #include <stdio.h>
 #include <string.h>
 
@@ -18,9 +20,17 @@ static uint8_t g_tensor_in[INPUT_BYTES];
 static uint8_t g_tensor_out[OUTPUT_BYTES];
 static uint64_t g_cycles, g_lost;
 static int g_invokes, g_fail_next, g_miss_wraps;
+/* bytes the fake model feeds to the app between its two "layers", and how deep invoke is nested */
+static emn_app *g_running_app;
+static uint8_t g_nested[8192];
+static size_t g_nested_len;
+static int g_depth, g_max_depth;
+#define MODEL_CYCLES 123456789012ull /* > 32 bits: the RESULT must carry 64-bit counts */
+#define SERVICE_CYCLES 4800000u      /* what each write costs while the model computes */
 
 static void fake_write(void *ctx, const uint8_t *data, size_t n) {
   (void)ctx;
+  if (g_depth) g_cycles += SERVICE_CYCLES; /* answering between layers takes time: not the model's */
   if (g_wire_len + n <= sizeof g_wire) {
     memcpy(g_wire + g_wire_len, data, n);
     g_wire_len += n;
@@ -32,14 +42,23 @@ static int fake_invoke(void *ctx, const uint8_t **output, const char **error) {
   unsigned sum = 0;
   (void)ctx;
   g_invokes++;
-  g_cycles += 123456789012ull; /* > 32 bits: the RESULT must carry 64-bit counts */
-  if (g_miss_wraps) g_lost += (123456789012ull >> 32) << 32; /* a 32-bit counter nobody read meanwhile */
+  if (++g_depth > g_max_depth) g_max_depth = g_depth;
+  g_cycles += MODEL_CYCLES / 2u;
+  if (g_nested_len) { /* between the layers: what the board received meanwhile */
+    size_t len = g_nested_len;
+    g_nested_len = 0;
+    emn_app_feed(g_running_app, g_nested, len / 2u);
+    emn_app_feed(g_running_app, g_nested + len / 2u, len - len / 2u);
+  }
+  g_cycles += MODEL_CYCLES - MODEL_CYCLES / 2u;
+  g_depth--;
+  if (g_miss_wraps) g_lost += (MODEL_CYCLES >> 32) << 32; /* a 32-bit counter nobody read meanwhile */
   if (g_fail_next) {
     g_fail_next = 0;
     *error = "tensor arena too small";
     return 1;
   }
-  for (i = 0; i < INPUT_BYTES; ++i) sum += g_tensor_in[i];
+  for (i = 0; i < INPUT_BYTES; ++i) sum += g_tensor_in[i]; /* after the nested feeds: they must not touch it */
   for (i = 0; i < OUTPUT_BYTES; ++i) g_tensor_out[i] = (uint8_t)(sum + i);
   *output = g_tensor_out;
   return 0;
@@ -143,6 +162,164 @@ static int fake_memory(void *ctx, emn_memory *m) {
   m->stack_region = 4096u;
   m->inferences = (uint32_t)g_invokes;
   return 0;
+}
+
+/* Append the INPUT chunks [from, to) of image `id` to g_nested (fed while the model computes). */
+static void nest_input(uint32_t id, const uint8_t *image, uint32_t from, uint32_t to) {
+  uint32_t off;
+  for (off = from; off < to; off += MAX_PAYLOAD) {
+    emn_input in;
+    in.id = id;
+    in.offset = off;
+    in.total = INPUT_BYTES;
+    in.data = image + off;
+    in.data_len = to - off < MAX_PAYLOAD ? to - off : MAX_PAYLOAD;
+    g_nested_len += emn_encode_input(&in, g_nested + g_nested_len, sizeof g_nested - g_nested_len);
+  }
+}
+
+static void nest_frame(const uint8_t *frame, size_t n) {
+  memcpy(g_nested + g_nested_len, frame, n);
+  g_nested_len += n;
+}
+
+static void upload(emn_app *app, uint32_t id, const uint8_t *image) {
+  uint32_t off;
+  for (off = 0; off < INPUT_BYTES; off += MAX_PAYLOAD) send_input(app, id, off, INPUT_BYTES, image + off, chunk_len(off));
+}
+
+static void output_of(const uint8_t *image, uint8_t *out) {
+  unsigned sum = 0;
+  size_t i;
+  for (i = 0; i < INPUT_BYTES; ++i) sum += image[i];
+  for (i = 0; i < OUTPUT_BYTES; ++i) out[i] = (uint8_t)(sum + i);
+}
+
+/* Reply i is the RESULT of `image` under `id`, with the model's own cycles (service time taken out). */
+static int is_result_of(int i, uint32_t id, const uint8_t *image) {
+  emn_result r;
+  uint8_t expected[OUTPUT_BYTES];
+  if (i >= g_n || g_replies[i].type != EMN_RESULT || unpack_reply_result(i, &r) != EMN_OK) return 0;
+  output_of(image, expected);
+  return r.id == id && r.input_crc32 == emn_crc32(image, INPUT_BYTES) && r.cycles == MODEL_CYCLES &&
+         r.micros + 1u >= MODEL_CYCLES / 480u && r.micros <= MODEL_CYCLES / 480u + 1u &&
+         r.output_len == OUTPUT_BYTES && memcmp(r.output, expected, OUTPUT_BYTES) == 0;
+}
+
+static int acks_in_order(int from, uint32_t id, int *next_reply) {
+  uint32_t off;
+  int i = from;
+  for (off = 0; off < INPUT_BYTES; off += MAX_PAYLOAD, ++i)
+    if (!is_ack(i, id, off + (uint32_t)chunk_len(off))) return 0;
+  *next_reply = i;
+  return 1;
+}
+
+/* Two input slots: the next image is acknowledged while the current one computes, then runs from the spare
+ * buffer; PING is answered meanwhile, a third image is refused as busy, GET_RESULT of the computing input is
+ * busy, the last two RESULTs are kept; a HELLO during an inference drops it without a RESULT. */
+static void test_two_slots(emn_app_ops ops, emn_app_config cfg) {
+  static uint8_t spare_in[INPUT_BYTES], spare_res[sizeof g_res];
+  uint8_t a[INPUT_BYTES], b[INPUT_BYTES], c[INPUT_BYTES], frame[512];
+  emn_app app;
+  emn_info info;
+  emn_frame f;
+  size_t i;
+  int k;
+  for (i = 0; i < INPUT_BYTES; ++i) {
+    a[i] = (uint8_t)(i * 3u + 1u);
+    b[i] = (uint8_t)(i * 5u + 2u);
+    c[i] = (uint8_t)(i * 11u + 9u);
+  }
+  g_running_app = &app;
+  ops.layer_times = NULL;
+  cfg.spare_input = spare_in;
+  CHECK(emn_app_start(&app, &cfg, &ops, 0x2u) == EMN_ERR_MALFORMED, "spare input without a spare result accepted");
+  cfg.spare_result = spare_res;
+  CHECK(emn_app_start(&app, &cfg, &ops, 0x2u) == EMN_OK, "start with two slots");
+  collect();
+  f = as_frame(&g_replies[0]);
+  CHECK(g_n == 1 && emn_unpack_info(&f, &info) == EMN_OK && info.input_slots == 2, "INFO does not say 2 slots");
+
+  /* image a (id 1) uploaded; while it computes: all of b (id 2), a PING, GET_RESULT(1), a third image */
+  g_invokes = 0;
+  g_max_depth = 0;
+  nest_input(2, b, 0, INPUT_BYTES);
+  {
+    emn_ping p;
+    emn_get_result g;
+    p.token = 0x5107u;
+    nest_frame(frame, emn_encode_ping(&p, frame, sizeof frame));
+    g.id = 1;
+    nest_frame(frame, emn_encode_get_result(&g, frame, sizeof frame));
+  }
+  nest_input(3, c, 0, MAX_PAYLOAD);
+  upload(&app, 1, a);
+  {
+    int next = 0;
+    emn_pong pong;
+    CHECK(g_invokes == 2 && g_max_depth == 1, "%d invokes, nested %d deep", g_invokes, g_max_depth);
+    /* the last chunk of a was acknowledged before it ran: then b's ACKs, PONG, busy, busy, RESULT a, RESULT b */
+    CHECK(is_ack(0, 1, INPUT_BYTES) && acks_in_order(1, 2, &next), "b not acknowledged while a computes");
+    f = as_frame(&g_replies[next]);
+    CHECK(emn_unpack_pong(&f, &pong) == EMN_OK && pong.token == 0x5107u, "PING not answered while computing");
+    CHECK(is_error(next + 1, EMN_E_BUSY, 0), "GET_RESULT of the computing input is not busy");
+    CHECK(is_error(next + 2, EMN_E_BUSY, 0), "a third input while both slots are taken is not busy");
+    CHECK(is_result_of(next + 3, 1, a), "RESULT of a wrong (output, CRC, or service time counted)");
+    CHECK(is_result_of(next + 4, 2, b), "RESULT of b (run from the spare buffer) wrong");
+    CHECK(g_n == next + 5, "%d replies", g_n);
+  }
+  /* both RESULTs kept; b re-sent is complete; c runs and replaces the oldest (a) */
+  for (k = 1; k <= 2; ++k) {
+    emn_get_result g;
+    g.id = (uint32_t)k;
+    feed(&app, frame, emn_encode_get_result(&g, frame, sizeof frame));
+    CHECK(g_n == 1 && is_result_of(0, (uint32_t)k, k == 1 ? a : b), "GET_RESULT(%d) after two slots", k);
+  }
+  send_input(&app, 2, 0, INPUT_BYTES, b, MAX_PAYLOAD);
+  CHECK(g_n == 1 && is_ack(0, 2, INPUT_BYTES) && g_invokes == 2, "a completed id re-sent");
+  upload(&app, 3, c);
+  CHECK(is_result_of(g_n - 1, 3, c) && g_invokes == 3, "c");
+  {
+    emn_get_result g;
+    g.id = 1;
+    feed(&app, frame, emn_encode_get_result(&g, frame, sizeof frame));
+    CHECK(g_n == 1 && is_error(0, EMN_E_UNKNOWN_ID, 0), "the oldest RESULT was not replaced");
+  }
+
+  /* an upload into the spare buffer abandoned for a new id, which takes its place */
+  nest_input(5, a, 0, MAX_PAYLOAD);
+  nest_input(6, c, 0, INPUT_BYTES);
+  upload(&app, 4, b);
+  CHECK(is_result_of(g_n - 2, 4, b) && is_result_of(g_n - 1, 6, c), "an abandoned spare upload");
+
+  /* a HELLO while computing: no RESULT for that inference, the spare upload is dropped, and the same ids
+   * are new again */
+  {
+    emn_hello h;
+    int next = 0;
+    memset(&h, 0, sizeof h);
+    h.version = 1;
+    nest_input(8, b, 0, INPUT_BYTES);
+    nest_frame(frame, emn_encode_hello(&h, frame, sizeof frame));
+    upload(&app, 7, a);
+    CHECK(is_ack(0, 7, INPUT_BYTES) && acks_in_order(1, 8, &next) && g_replies[next].type == EMN_INFO &&
+              g_n == next + 1 && g_invokes == 6,
+          "HELLO during an inference: %d replies, %d invokes", g_n, g_invokes);
+    upload(&app, 7, c);
+    CHECK(is_result_of(g_n - 1, 7, c), "id 7 after the new session");
+  }
+
+  /* one slot: an upload while computing is busy */
+  cfg.spare_input = NULL;
+  cfg.spare_result = NULL;
+  CHECK(emn_app_start(&app, &cfg, &ops, 0x3u) == EMN_OK, "start with one slot");
+  collect();
+  nest_input(10, b, 0, MAX_PAYLOAD);
+  upload(&app, 9, a);
+  CHECK(g_n == 3 && is_ack(0, 9, INPUT_BYTES) && is_error(1, EMN_E_BUSY, 0) && is_result_of(2, 9, a),
+        "one slot: an upload while computing (%d replies)", g_n);
+  g_running_app = NULL;
 }
 
 static const uint32_t kLayerUs[3] = {1000u, 20u, 7u};
@@ -386,6 +563,10 @@ int main(void) {
               m.stack_region == 4096u && m.inferences == (uint32_t)g_invokes,
           "MEMORY wrong");
   }
+
+  ops.memory = NULL;
+  ops.layer_times = NULL;
+  test_two_slots(ops, cfg);
 
   printf("%d checks, %d failed\n", g_checks, g_failures);
   return g_failures ? 1 : 0;

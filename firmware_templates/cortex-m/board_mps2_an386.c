@@ -1,5 +1,6 @@
-/* QEMU mps2-an386 (Cortex-M4F): UART0 (CMSDK, 0x40004000) and a 64-bit clock from CMSDK timer0
- * (0x40000000, 25 MHz, 32-bit down counter) whose wrap interrupt (IRQ 8) counts the high word.
+/* QEMU mps2-an386 (Cortex-M4F): UART0 (CMSDK, 0x40004000, receive interrupt IRQ 0 into a ring) and a 64-bit
+ * clock from CMSDK timer0 (0x40000000, 25 MHz, 32-bit down counter) whose wrap interrupt (IRQ 8) counts the
+ * high word. IRQ numbers from QEMU's hw/arm/mps2.c (UART0 RX 0, TX 1; timer0 8).
  *
  * Cycles are nanoseconds of the machine's virtual time, 40 per timer tick: under `qemu -icount shift=0`
  * one instruction takes 1 ns, so they are instruction counts (QEMU models no caches or wait states). */
@@ -22,8 +23,13 @@ typedef struct {
 #define EMN_TIMER0 ((emn_cmsdk_timer *)0x40000000u)
 #define NVIC_ISER0 (*(volatile uint32_t *)0xE000E100u)
 #define EMN_TIMER0_IRQ 8u
+#define EMN_UART0_RX_IRQ 0u
 
 static volatile uint32_t g_wraps;
+static uint8_t g_rx_bytes[EMN_UART_RING_BYTES];
+static emn_uart_ring g_rx = {g_rx_bytes, EMN_UART_RING_BYTES, 0, 0, 0};
+
+void UART0_RX_IRQHandler(void) { emn_uart_rx_isr(EMN_UART0, &g_rx); }
 
 void TIMER0_IRQHandler(void) {
   EMN_TIMER0->intstatus = 1u;
@@ -36,12 +42,12 @@ void emn_board_init(uint32_t baud) {
   EMN_TIMER0->reload = 0xFFFFFFFFu;
   EMN_TIMER0->value = 0xFFFFFFFFu;
   EMN_TIMER0->intstatus = 1u;
-  NVIC_ISER0 = 1u << EMN_TIMER0_IRQ;
+  NVIC_ISER0 = (1u << EMN_TIMER0_IRQ) | (1u << EMN_UART0_RX_IRQ);
   EMN_TIMER0->ctrl = 0x9u;
   __asm volatile("cpsie i" ::: "memory");
 }
 
-size_t emn_board_read(uint8_t *buf, size_t cap) { return emn_uart_read(EMN_UART0, buf, cap); }
+size_t emn_board_read(uint8_t *buf, size_t cap) { return emn_uart_ring_read(&g_rx, buf, cap); }
 
 void emn_board_write(const uint8_t *data, size_t n) { emn_uart_write(EMN_UART0, data, n); }
 

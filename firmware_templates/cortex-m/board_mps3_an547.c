@@ -1,5 +1,7 @@
-/* QEMU mps3-an547 (Cortex-M55, Secure state): UART0 (CMSDK, Secure alias 0x59303000) and a 64-bit clock
- * from SysTick (32 MHz processor clock, 24-bit) whose wrap exception counts the high part.
+/* QEMU mps3-an547 (Cortex-M55, Secure state): UART0 (CMSDK, Secure alias 0x59303000, receive into a ring
+ * from its combined interrupt, IRQ 43) and a 64-bit clock from SysTick (32 MHz processor clock, 24-bit) whose
+ * wrap exception counts the high part. QEMU's hw/arm/mps2-tz.c wires UART0 to IRQs 33, 34 (RX and TX, in an
+ * order that changed in QEMU 9.1) and 43 (combined): only RX is enabled, so the combined line is RX.
  *
  * Cycles are nanoseconds of the machine's virtual time (125 per 4 ticks): under `qemu -icount shift=0`
  * one instruction takes 1 ns, so they are instruction counts. */
@@ -18,8 +20,14 @@
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 #define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
 #define ICSR_PENDSTSET (1u << 26)
+#define NVIC_ISER1 (*(volatile uint32_t *)0xE000E104u)
+#define EMN_UART0_IRQ 43u
 
 static volatile uint32_t g_wraps;
+static uint8_t g_rx_bytes[EMN_UART_RING_BYTES];
+static emn_uart_ring g_rx = {g_rx_bytes, EMN_UART_RING_BYTES, 0, 0, 0};
+
+void UART0_IRQHandler(void) { emn_uart_rx_isr(EMN_UART0, &g_rx); }
 
 void SysTick_Handler(void) { g_wraps++; }
 
@@ -29,10 +37,11 @@ void emn_board_init(uint32_t baud) {
   SYST_RVR = (1u << EMN_SYSTICK_BITS) - 1u;
   SYST_CVR = 0;
   SYST_CSR = 0x7u; /* processor clock, exception on wrap, enabled */
+  NVIC_ISER1 = 1u << (EMN_UART0_IRQ - 32u);
   __asm volatile("cpsie i" ::: "memory");
 }
 
-size_t emn_board_read(uint8_t *buf, size_t cap) { return emn_uart_read(EMN_UART0, buf, cap); }
+size_t emn_board_read(uint8_t *buf, size_t cap) { return emn_uart_ring_read(&g_rx, buf, cap); }
 
 void emn_board_write(const uint8_t *data, size_t n) { emn_uart_write(EMN_UART0, data, n); }
 

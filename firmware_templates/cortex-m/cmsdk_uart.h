@@ -1,10 +1,19 @@
-/* Arm CMSDK APB UART, polled: one-byte RX buffer, no FIFO. QEMU holds further input until DATA is read,
- * so polling loses nothing there; real hardware at high baud rates wants the RX interrupt. */
+/* Arm CMSDK APB UART: one-byte RX buffer, no FIFO. Receive is interrupt driven: the RX interrupt moves
+ * every byte into a ring that emn_board_read() drains, so the bytes that arrive while the model computes are
+ * kept until the runner serves the link between layers (two input slots), on QEMU (which holds further input
+ * until DATA is read) and on hardware (which would overrun). Transmit is polled. */
 #ifndef EDGEMNV2_CMSDK_UART_H_
 #define EDGEMNV2_CMSDK_UART_H_
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "edgemnv2_app.h"
+#include "edgemnv2_config.h"
+
+/* A whole window of INPUT frames (what the host may send unacknowledged while one layer computes), plus room
+ * for a PING or GET_RESULT. */
+#define EMN_UART_RING_BYTES (EDGEMNV2_WINDOW * EMN_APP_RX_BYTES(EDGEMNV2_MAX_PAYLOAD) + 256u)
 
 typedef struct {
   volatile uint32_t data;      /* +0x00 */
@@ -16,16 +25,49 @@ typedef struct {
 
 #define EMN_UART_TX_FULL 0x1u
 #define EMN_UART_RX_FULL 0x2u
+#define EMN_UART_CTRL_TX_RX_RXINT 0xBu /* TX enable, RX enable, RX interrupt enable */
+#define EMN_UART_INT_RX 0x2u           /* INTSTATUS bit, write 1 to clear */
+
+/* Single producer (the RX interrupt) and single consumer (the main loop) on one core. */
+typedef struct {
+  uint8_t *buf;
+  uint32_t cap;
+  volatile uint32_t head;    /* next byte the interrupt writes */
+  volatile uint32_t tail;    /* next byte the main loop reads */
+  volatile uint32_t dropped; /* bytes lost to a full ring: the host's window keeps this 0 */
+} emn_uart_ring;
 
 static inline void emn_uart_init(emn_cmsdk_uart *uart, uint32_t clock_hz, uint32_t baud) {
   uint32_t div = baud ? clock_hz / baud : 16u;
   uart->bauddiv = div < 16u ? 16u : div;
-  uart->ctrl = 0x3u;
+  uart->ctrl = EMN_UART_CTRL_TX_RX_RXINT;
 }
 
-static inline size_t emn_uart_read(emn_cmsdk_uart *uart, uint8_t *buf, size_t cap) {
+/* The RX interrupt handler: acknowledge first, then drain, so a byte arriving meanwhile raises it again. */
+static inline void emn_uart_rx_isr(emn_cmsdk_uart *uart, emn_uart_ring *ring) {
+  uart->intstatus = EMN_UART_INT_RX;
+  while (uart->state & EMN_UART_RX_FULL) {
+    uint8_t byte = (uint8_t)uart->data;
+    uint32_t head = ring->head, next = head + 1u == ring->cap ? 0u : head + 1u;
+    if (next == ring->tail) {
+      ring->dropped++;
+      continue;
+    }
+    ring->buf[head] = byte;
+    __asm volatile("" ::: "memory"); /* the byte is stored before the interrupt publishes it */
+    ring->head = next;
+  }
+}
+
+static inline size_t emn_uart_ring_read(emn_uart_ring *ring, uint8_t *buf, size_t cap) {
+  uint32_t tail = ring->tail;
   size_t n = 0;
-  while (n < cap && (uart->state & EMN_UART_RX_FULL)) buf[n++] = (uint8_t)uart->data;
+  while (n < cap && tail != ring->head) {
+    buf[n++] = ring->buf[tail];
+    tail = tail + 1u == ring->cap ? 0u : tail + 1u;
+  }
+  __asm volatile("" ::: "memory"); /* the bytes are copied before their room is given back */
+  ring->tail = tail;
   return n;
 }
 

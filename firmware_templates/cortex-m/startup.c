@@ -16,19 +16,24 @@ void Default_Handler(void);
 void HardFault_Handler(void) __attribute__((weak, alias("Default_Handler")));
 void SysTick_Handler(void) __attribute__((weak, alias("Default_Handler")));
 void TIMER0_IRQHandler(void) __attribute__((weak, alias("Default_Handler")));
+void UART0_RX_IRQHandler(void) __attribute__((weak, alias("Default_Handler")));
+void UART0_IRQHandler(void) __attribute__((weak, alias("Default_Handler")));
 
 #define SCB_VTOR (*(volatile uint32_t *)0xE000ED08u)
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
-#define EMN_IRQS 32u
+#define EMN_IRQS 48u
 
 typedef void (*vector)(void);
-/* Initial stack pointer, then the exceptions (1-15), then the device interrupts (MPS2: timer0 is IRQ 8). */
+/* Initial stack pointer, then the exceptions (1-15), then the device interrupts (MPS2: UART0 RX is IRQ 0,
+ * timer0 IRQ 8; MPS3 AN547: UART0 combined is IRQ 43). */
 __attribute__((section(".vectors"), used)) const vector g_vectors[16u + EMN_IRQS] = {
     (vector)(uintptr_t)&__stack_top__, Reset_Handler, Default_Handler, HardFault_Handler,
     Default_Handler, Default_Handler, Default_Handler, 0, 0, 0, 0, Default_Handler, Default_Handler, 0,
     Default_Handler, SysTick_Handler,
     [16 + 0 ... 16 + EMN_IRQS - 1] = Default_Handler,
+    [16 + 0] = UART0_RX_IRQHandler,
     [16 + 8] = TIMER0_IRQHandler,
+    [16 + 43] = UART0_IRQHandler,
 };
 
 /* newlib's __libc_init_array/__libc_fini_array call these; a static C++ object with a destructor needs

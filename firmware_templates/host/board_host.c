@@ -3,6 +3,7 @@
  * app and TensorFlow Lite Micro runner as on a microcontroller, for fast tests on any machine.
  * Ends on SIGTERM/SIGINT, or when stdin closes if it is a pipe (the parent that started it went away). */
 #define _XOPEN_SOURCE 600
+#define _DEFAULT_SOURCE /* cfmakeraw */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -44,18 +45,24 @@ void emn_board_init(uint32_t baud) {
   g_watch_stdin = !isatty(0);
 }
 
-/* Waits up to 1 ms for bytes, so the poll loop does not spin a core. */
+/* Non-blocking: the model runner calls it between layers, so it must not wait. Bytes the host sends while
+ * the model computes wait in the pty's buffer (a full buffer blocks the host's write: nothing is lost). */
 size_t emn_board_read(uint8_t *buf, size_t cap) {
-  struct pollfd fds[2] = {{g_master, POLLIN, 0}, {0, POLLIN, 0}};
+  struct pollfd fd = {g_master, POLLIN, 0};
   ssize_t n;
-  if (poll(fds, g_watch_stdin ? 2 : 1, 1) <= 0) return 0;
+  if (poll(&fd, 1, 0) <= 0 || !(fd.revents & POLLIN)) return 0;
+  n = read(g_master, buf, cap);
+  return n > 0 ? (size_t)n : 0u;
+}
+
+/* The main loop's idle wait: up to 1 ms for bytes, so it does not spin a core. */
+static void wait_for_bytes(void) {
+  struct pollfd fds[2] = {{g_master, POLLIN, 0}, {0, POLLIN, 0}};
+  if (poll(fds, g_watch_stdin ? 2 : 1, 1) <= 0) return;
   if (g_watch_stdin && (fds[1].revents & (POLLIN | POLLHUP))) {
     char byte;
     if (read(0, &byte, 1) <= 0) exit(0); /* the parent closed our stdin: it is gone or wants us gone */
   }
-  if (!(fds[0].revents & POLLIN)) return 0;
-  n = read(g_master, buf, cap);
-  return n > 0 ? (size_t)n : 0u;
 }
 
 void emn_board_write(const uint8_t *data, size_t n) {
@@ -89,5 +96,8 @@ int main(void) {
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
   emn_firmware_start();
-  for (;;) emn_firmware_poll();
+  for (;;) {
+    wait_for_bytes();
+    emn_firmware_poll();
+  }
 }

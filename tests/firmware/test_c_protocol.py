@@ -57,3 +57,19 @@ def test_c_protocol_cross_compiles_for_cortex_m4(repo: Path, tmp_path: Path) -> 
     for name in ("cm4_edgemnv2_protocol.o", "cm4_edgemnv2_app.o"):
         header = (tmp_path / name).read_bytes()[:20]
         assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 40  # EM_ARM
+
+
+def test_c_two_slot_tests_fail_when_the_service_time_is_counted(repo: Path, gcc: str, tmp_path: Path) -> None:
+    """The two-slot checks are real: an app that leaves the time spent answering between layers in the RESULT's
+    cycles fails them."""
+    common = tmp_path / "common"
+    shutil.copytree(repo / "firmware_templates" / "common", common)
+    app = common / "edgemnv2_app.c"
+    source = app.read_text()
+    assert "minus(c1 - c0, app->service_cycles)" in source
+    app.write_text(source.replace("minus(c1 - c0, app->service_cycles)", "(c1 - c0)"))
+    run = subprocess.run(["make", "-C", str(common), f"BUILD={tmp_path / 'b'}", str(tmp_path / "b" / "test_app")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    test = subprocess.run([str(tmp_path / "b" / "test_app")], capture_output=True, text=True, timeout=60)
+    assert test.returncode == 1 and "RESULT of a wrong (output, CRC, or service time counted)" in test.stdout

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from edgemnv2.cli import cli
 from edgemnv2.deploy.export import ExportRequest, export_project, inspect_model
+from edgemnv2.errors import InputError
 from edgemnv2.profile.memory import plan_arena
 
 HOST_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
@@ -126,6 +127,30 @@ def test_arena_and_board_options(tmp_path: Path, mcu_model: Path) -> None:
     assert not result.warnings  # 1.7 MB model and 400 KB arena fit the Portenta
     small = export_project(ExportRequest(target="arduino", model=mcu_model, out=tmp_path / "n", arena_bytes=400000))
     assert any("flash" in w for w in small.warnings) and any("RAM" in w for w in small.warnings)  # Nano 33 BLE
+
+
+def test_input_slots_from_the_ram_budget(tmp_path: Path, mcu_model: Path) -> None:
+    """Two slots where the receive path keeps bytes during inference and RAM allows, else one; an explicit 2 that
+    cannot work is refused."""
+    def export(name: str, **options) -> tuple:
+        result = export_project(ExportRequest(model=mcu_model, out=tmp_path / name, **options))
+        config = next((tmp_path / name).rglob("edgemnv2_config.h")).read_text()
+        manifest = json.loads((tmp_path / name / "edgemnv2_project.json").read_text())
+        assert f"#define EDGEMNV2_INPUT_SLOTS {result.input_slots} " in config
+        assert manifest["input_slots"] == result.input_slots
+        return result.input_slots, result.input_slots_reason
+
+    assert export("an386", target="mps2-an386")[0] == 2
+    assert export("host", target="host")[0] == 2
+    assert export("one", target="host", input_slots=1) == (1, "--input-slots 1")
+    assert export("pico", target="pico")[0] == 1
+    # an arena that fills SSRAM2&3 (the data region on mps2-an386) leaves no room for a second input
+    slots, reason = export("full", target="mps2-an386", arena_bytes=4_100_000)
+    assert slots == 1 and "do not fit SSRAM23" in reason
+    with pytest.raises(InputError, match="do not fit SSRAM23"):
+        export("full2", target="mps2-an386", arena_bytes=4_100_000, input_slots=2)
+    with pytest.raises(InputError, match="the pico port"):
+        export("pico2", target="pico", input_slots=2)
 
 
 @pytest.mark.parametrize("args,message", [
