@@ -6,6 +6,7 @@ full 100-image runs are marked slow."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,7 +23,8 @@ from edgemnv2.deploy.export import ExportRequest, export_project
 from edgemnv2.errors import InputError
 from edgemnv2.firmware.build import BuildRequest, build_project, tflm_sources
 from edgemnv2.firmware.emulator import EmulatorOptions, FirmwareBoard
-from edgemnv2.serial.bench import BenchOptions, run_bench
+from edgemnv2.serial.bench import BenchOptions, Streamer, run_bench
+from edgemnv2.serial.transport import Transport
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +65,15 @@ def _bench(port: str, model: Path, images: Path, out: Path, count: int, timeout:
     return run_bench(BenchOptions(port=port, model=model, images=images, out=out, count=count, timeout=timeout))
 
 
+def _input_slots(port: str, model: Path) -> int:
+    """The input_slots the firmware's INFO offers (bench streams with as many)."""
+    transport = Transport(port, 921600)
+    try:
+        return Streamer(transport, 30.0, 3).handshake(hashlib.sha256(model.read_bytes()).digest(), 30.0).input_slots
+    finally:
+        transport.close()
+
+
 def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip() and '"status"' in line]
 
@@ -96,6 +107,7 @@ def test_only_the_models_kernels_are_compiled(tflm_dir: Path) -> None:
 def test_qemu_cortex_m4_firmware_through_bench(cm4_build, small_model: Path, shared_dir: Path, tmp_path: Path) -> None:
     with FirmwareBoard(cm4_build.project, EmulatorOptions(icount=True)) as board:
         assert board.path.startswith("/dev/pts/")
+        assert _input_slots(board.path, small_model) == 2  # the next image uploads while one computes
         report = _bench(board.path, small_model, shared_dir / "data" / "imagenet-val", tmp_path / "r.jsonl", 2)
     assert report.received == 2 and report.exact_matches == 2, report
     records = _records(tmp_path / "r.jsonl")
@@ -107,6 +119,7 @@ def test_qemu_cortex_m4_firmware_through_bench(cm4_build, small_model: Path, sha
 
 def test_host_firmware_through_bench(host_build, small_model: Path, shared_dir: Path, tmp_path: Path) -> None:
     with FirmwareBoard(host_build.project) as board:
+        assert _input_slots(board.path, small_model) == 2
         report = _bench(board.path, small_model, shared_dir / "data" / "imagenet-val", tmp_path / "r.jsonl", 3)
     assert report.received == 3 and report.exact_matches == 3, report
     _check_layers(_records(tmp_path / "r.jsonl"),
