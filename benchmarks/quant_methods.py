@@ -1,13 +1,13 @@
-"""The plain TFLite converter vs each quantization method, side by side, on held-out images.
+"""The plain TFLite converter vs each quantization method, side by side, on images no method calibrated on.
 
-Protocol (there are only 100 labelled ImageNet images in ../shared/data/imagenet-calib): 2-fold. The
-images are split into even- and odd-numbered files (sorted order); each method calibrates on one half
-and is measured on the other, then the halves swap, so every figure covers 100 held-out predictions
-and no image is ever measured by a model calibrated on it. Agreement and top-1 are against the float
-Keras model on the same images; mean KL uses edgemnv2.validate's definition (softmax tail that int8
-rounds to zero refilled); time is the conversion (transform + calibrate + quantize) summed over folds.
+Every method calibrates on the same images (default ../shared/data/imagenet-calib, 100) and is measured on
+the validation folder (default ../shared/data/imagenet-val, 300 other ImageNet images). When both folders are
+the same, a seeded 30% of it is held out of calibration and only that part is measured (the table says so).
+Agreement and top-1 are against the float Keras model on the same images, with 95% Wilson intervals; mean KL
+uses edgemnv2.validate's definition (the softmax tail int8 rounds to zero refilled); time is the conversion
+work (transform + calibrate + quantize) in this process, on whatever the machine's load is.
 
-    PYTHONPATH=... python3 benchmarks/quant_methods.py [--resolution 224] [--methods plain,mse,...]
+    python3 benchmarks/quant_methods.py [--resolution 224] [--methods plain,mse,...] [--calibration DIR] [--data DIR]
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
-# name -> ConvertOptions fields; unset fields take convert's defaults (mse + bias correction for per-channel,
-# minmax + bias correction for per-tensor), so every row that is not the default spells out what it turns off.
+# name -> ConvertOptions fields; unset fields take convert's defaults (quantization.resolve_defaults), so every
+# row that is not the default spells out what it turns off.
 PLAIN = {"calibration_method": "minmax", "bias_correction": False}  # the converter's own int8
 METHODS: dict[str, dict] = {
     "plain": PLAIN,
@@ -32,7 +33,7 @@ METHODS: dict[str, dict] = {
     "mse": {**PLAIN, "calibration_method": "mse"},
     "bias-correction": {**PLAIN, "bias_correction": True},
     "equalize": {**PLAIN, "equalize": True},
-    "default (mse+bias-correction)": {},
+    "default": {},
     "int16-all (16x8)": {"int16_activations": "all", "io": "float32"},
     "per-tensor": {**PLAIN, "per_tensor": True},
     "per-tensor+equalize": {**PLAIN, "per_tensor": True, "equalize": True},
@@ -40,6 +41,9 @@ METHODS: dict[str, dict] = {
     "per-tensor+eq+bc+mse": {"per_tensor": True, "equalize": True, "bias_correction": True,
                              "calibration_method": "mse"},
 }
+HOLDOUT_FRACTION = 0.3  # as `edgemnv2 run` does when one folder is given for both
+HOLDOUT_SEED = 0
+
 
 def build(model, images: np.ndarray, fields: dict, source) -> tuple[bytes, float]:
     """Run the convert stages that matter (transform, quantize, verify) on in-memory images."""
@@ -70,49 +74,59 @@ def predict(tflite: bytes, images: np.ndarray) -> tuple[np.ndarray, float]:
         return out, model.output.scale
 
 
+def image_sets(calibration: Path, validation: Path, resolution: int):
+    """(calibration images, validation images, note): disjoint, a seeded hold-out when one folder is both."""
+    from edgemnv2 import data
+
+    if calibration.resolve() != validation.resolve():
+        return data.load_images(calibration, resolution), data.load_images(validation, resolution), ""
+    files = data.list_images(calibration)
+    calib_files, held = data.holdout_split(files, HOLDOUT_FRACTION, HOLDOUT_SEED)
+    names = lambda fs: tuple(data.relative_name(f, calibration) for f in fs)  # noqa: E731
+    note = f" (one folder: {len(held)} of {len(files)} images held out of calibration, seed {HOLDOUT_SEED})"
+    return (data.load_images(calibration, resolution, exclude=names(held)),
+            data.load_images(calibration, resolution, exclude=names(calib_files)), note)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated names from: " + ", ".join(METHODS))
+    parser.add_argument("--calibration", type=Path, default=None, help="calibration images (default imagenet-calib)")
+    parser.add_argument("--data", type=Path, default=None, help="images to measure on (default imagenet-val)")
     args = parser.parse_args()
     from edgemnv2 import logs
 
     logs.configure(0)
-    from edgemnv2 import data, models
-    from edgemnv2.paths import shared_calibration_dir
-    from edgemnv2.validate import fill_rounded_tail, kl_divergence, run_float, to_probabilities
+    from edgemnv2 import models
+    from edgemnv2.paths import shared_calibration_dir, shared_validation_dir
+    from edgemnv2.validate import fill_rounded_tail, kl_divergence, run_float, to_probabilities, wilson_interval
 
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {unknown}")
+    calib_dir, val_dir = args.calibration or shared_calibration_dir(), args.data or shared_validation_dir()
     source = models.ModelSpec(1.0, args.resolution, "imagenet")
     keras_model = models.load_keras_model(source)
-    imageset = data.load_images(shared_calibration_dir(), args.resolution)
-    images, labels = imageset.images, imageset.labels
-    float_probs = to_probabilities(run_float(keras_model, images))
-    folds = [np.arange(len(images)) % 2 == k for k in (0, 1)]  # fold k calibrates on half k
-
-    print(f"MobileNetV2 1.0/{args.resolution}, shared weights; 2-fold: calibrate on 50 images, measure on the "
-          f"other 50, swap; {len(images)} held-out predictions per row. float top-1 "
-          f"{100 * np.mean(float_probs.argmax(1) == labels):.1f}%", flush=True)
-    print(f"{'method':<26} {'agreement':>9} {'top-1':>6} {'mean KL':>8} {'convert s':>9}  vs plain")
-    plain_kl = None
+    calib, val, note = image_sets(calib_dir, val_dir, args.resolution)
+    float_probs = to_probabilities(run_float(keras_model, val.images))
+    n = len(val.images)
+    float_top1 = 100 * np.mean(float_probs.argmax(1) == val.labels)
+    print(f"MobileNetV2 1.0/{args.resolution}, shared weights; calibrated on {len(calib.images)} images of "
+          f"{calib_dir}, measured on {n} images of {val_dir}{note}; float top-1 {float_top1:.1f}%; "
+          "[95% Wilson intervals]", flush=True)
+    print(f"{'method':<26} {'agreement':>9} {'95% CI':>13} {'top-1':>6} {'drop':>5} {'mean KL':>8} {'convert s':>9}")
     for name in names:
-        held_out = np.zeros_like(float_probs)
-        seconds = 0.0
-        for calib in folds:
-            tflite, took = build(keras_model, images[calib], METHODS[name], source)
-            seconds += took
-            out, scale = predict(tflite, images[~calib])
-            held_out[~calib] = to_probabilities(fill_rounded_tail(out, scale) if scale else out)
-        agree = 100 * np.mean(held_out.argmax(1) == float_probs.argmax(1))
-        top1 = 100 * np.mean(held_out.argmax(1) == labels)
-        kl = float(np.mean(kl_divergence(float_probs, held_out)))
-        if name == "plain":
-            plain_kl = kl
-        ratio = f"KL x{kl / plain_kl:.2f}" if plain_kl else ""
-        print(f"{name:<26} {agree:>8.1f}% {top1:>5.1f}% {kl:>8.4f} {seconds:>9.1f}  {ratio}", flush=True)
+        tflite, seconds = build(keras_model, calib.images, METHODS[name], source)
+        out, scale = predict(tflite, val.images)
+        probs = to_probabilities(fill_rounded_tail(out, scale) if scale else out)
+        agrees = int(np.sum(probs.argmax(1) == float_probs.argmax(1)))
+        ci = wilson_interval(agrees, n)
+        top1 = 100 * np.mean(probs.argmax(1) == val.labels)
+        kl = float(np.mean(kl_divergence(float_probs, probs)))
+        print(f"{name:<26} {100 * agrees / n:>8.1f}% [{ci.low:4.1f}, {ci.high:5.1f}] {top1:>5.1f}% "
+              f"{float_top1 - top1:>+5.1f} {kl:>8.4f} {seconds:>9.1f}", flush=True)
     return 0
 
 

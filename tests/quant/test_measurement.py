@@ -76,3 +76,27 @@ def test_compare_report_pairs_two_models_on_the_same_images(int8_mnv2_96: Path, 
 
     same = validate(int8_mnv2_96, reference, calib_dir, limit=4, compare=int8_mnv2_96).comparison
     assert same is not None and same.differing_images == 0 and same.rates[0].p_value == 1.0
+
+
+def test_validate_cli_compare_prints_and_writes_the_paired_report(int8_mnv2_96: Path, dynamic_mnv2_035_96: Path,
+                                                                  shared_weights: Path, calib_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from edgemnv2.cli import cli
+
+    out = tmp_path / "report.json"
+    args = ["validate", str(int8_mnv2_96), "--reference", "mobilenet_v2_1.0_96", "--weights-dir",
+            str(shared_weights.parent), "--data", str(calib_dir), "--limit", "4", "--compare", str(dynamic_mnv2_035_96)]
+    result = CliRunner().invoke(cli, [*args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "paired with mnv2_0.35_96_dynamic.tflite on the same images:" in result.output
+    assert "McNemar exact p =" in result.output and "top-1 differs between the two on" in result.output
+    comparison = json.loads(out.read_text())["comparison"]
+    assert comparison["other"] == str(dynamic_mnv2_035_96)
+    agreement = comparison["rates"][0]
+    assert agreement["name"] == "top1_agreement" and agreement["p_value"] == pytest.approx(
+        mcnemar_exact(agreement["only_model"], agreement["only_other"]))
+    assert comparison["differing_images"] == len(comparison["differing_files"])
