@@ -15,6 +15,7 @@ RUN = 1               # run --json: conversion (the sidecar), validation, profil
 PROFILE = 1           # profile --json: ProfileReport, or {model, devices: [ProfileReport]} for several devices
 PROFILE_MODEL = 1     # profile --json without --device: ModelReport (costs, weights, TFLite Micro arena plan)
 DEVICES = 2           # devices --json: {devices: [profile summary]} (1 was a bare list)
+CALIBRATE = 1         # devices calibrate --json: CalibrationReport
 EXPORT = 1            # export --json: the export result (project files, arena, build commands; or the static engine)
 BUILD = 1             # build --json: the build result (ELF, sizes, sources)
 FLASH = 1             # flash --json: the flash plan/result

@@ -34,9 +34,15 @@ from edgemnv2.errors import BoardError
 @click.option("--resume", is_flag=True, help="Keep the results already in --output (written for this model, runtime "
                                              "and images) and send only the missing images.")
 @click.option("--force", is_flag=True, help="Replace an existing --output (without it, or --resume, bench refuses).")
+@click.option("--device", "-d", default=None, metavar="KEY",
+              help="Device profile whose per-layer estimate goes beside the measured times (see `edgemnv2 devices`; "
+                   "qemu-an386 for board-sim --firmware --icount on mps2-an386).")
+@click.option("--device-file", type=click.Path(path_type=Path), default=None,
+              help="Or your own profile, e.g. one written by `edgemnv2 devices calibrate`.")
 @json_option
 def bench_cmd(port: str, baud: int, model: Path, images: Path, count: int | None, warmup: int,
-              timeout: float | None, output: Path, resume: bool, force: bool, as_json: bool) -> None:
+              timeout: float | None, output: Path, resume: bool, force: bool, device: str | None,
+              device_file: Path | None, as_json: bool) -> None:
     """Time MODEL on a board over serial and check every output against the host.
 
     \b
@@ -44,13 +50,14 @@ def bench_cmd(port: str, baud: int, model: Path, images: Path, count: int | None
       edgemnv2 bench --port /dev/ttyACM0 --model m.tflite --images ../shared/data/imagenet-calib -o r.jsonl
       edgemnv2 bench --port /dev/pts/5 --model m.tflite --images imgs --count 20 --warmup 2 --json -o r.jsonl
       edgemnv2 bench ... -o r.jsonl --resume     # after a board died mid-run
+      edgemnv2 bench --port /dev/pts/5 --model m.tflite --images imgs -d qemu-an386 -o r.jsonl   # vs the estimate
     """
     from tqdm import tqdm
 
     from edgemnv2.serial.bench import BenchOptions, render_report, run_bench
 
     options = BenchOptions(port=port, model=model, images=images, out=output, baud=baud, count=count, warmup=warmup,
-                           timeout=timeout, resume=resume, force=force)
+                           timeout=timeout, resume=resume, force=force, device=device, device_file=device_file)
     bar: list[Any] = []
 
     def on_start(total: int) -> None:

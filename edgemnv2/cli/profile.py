@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgemnv2 import json_versions
-from edgemnv2.cli.options import COUNT, READ_FILE, READ_PATH, PlotPath, emit_json, json_option, to_jsonable
+from edgemnv2.cli.options import COUNT, READ_FILE, READ_PATH, PlotPath, emit_json, json_option, output_option, to_jsonable
 from edgemnv2.errors import GateFailed, InputError
 
 
@@ -144,10 +144,19 @@ def _schedules(model: Path | None, alpha: float | None, resolution: int | None, 
             raise GateFailed(f"no schedule fits: {', '.join(misfits)}")
 
 
-@click.command("devices")
+@click.group("devices", invoke_without_command=True)
 @json_option
-def devices_cmd(as_json: bool) -> None:
-    """List the bundled device profiles (files under edgemnv2/profile/devices/)."""
+@click.pass_context
+def devices_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the bundled device profiles (files under edgemnv2/profile/devices/); `devices calibrate` fits one.
+
+    \b
+    Examples:
+      edgemnv2 devices --json
+      edgemnv2 devices calibrate r96.jsonl -d qemu-an386 -o an386.toml --held-out r160.jsonl
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from edgemnv2.profile.devices import load_all
     from edgemnv2.profile.report import grid, human_bytes
 
@@ -162,3 +171,37 @@ def devices_cmd(as_json: bool) -> None:
     rows = [[d.key, d.kind, f"{d.cores}x {d.clock_mhz:g} MHz", human_bytes(d.ram_bytes), human_bytes(d.flash_bytes), d.name]
             for d in devices]
     click.echo(grid(("device", "kind", "cores", "RAM", "flash", "name"), rows, right={3, 4}))
+
+
+@devices_cmd.command("calibrate")
+@click.argument("results", nargs=-1, required=True, type=READ_FILE)
+@click.option("--device", "-d", default=None, metavar="KEY", help="The base profile to calibrate (see `edgemnv2 devices`).")
+@click.option("--device-file", type=READ_FILE, default=None, help="Or your own base profile (TOML).")
+@output_option("Where to write the calibrated profile (TOML; use it with `profile --device-file`).", required=True)
+@click.option("--held-out", multiple=True, type=READ_FILE,
+              help="Bench results to predict with the fit, never fitted (repeatable).")
+@click.option("--model", "models", multiple=True, type=READ_FILE,
+              help="The .tflite a results file was measured with, when its header does not list the ops "
+                   "(repeatable; matched by sha256).")
+@json_option
+def calibrate_cmd(results: tuple[Path, ...], device: str | None, device_file: Path | None, output: Path,
+                  held_out: tuple[Path, ...], models: tuple[Path, ...], as_json: bool) -> None:
+    """Fit a device profile's per-op-kind cycles to the per-layer times in bench RESULTS (JSONL).
+
+    \b
+    Example:
+      edgemnv2 bench --port /dev/pts/3 --model m96.tflite --images imgs -o r96.jsonl
+      edgemnv2 devices calibrate r96.jsonl -d qemu-an386 -o an386.toml --held-out r160.jsonl
+      edgemnv2 profile m160.tflite --device-file an386.toml
+    """
+    from edgemnv2.profile import resolve_devices
+    from edgemnv2.profile.calibrate import calibrate, render_calibration
+
+    if (device is None) == (device_file is None) or device and "," in device:
+        raise InputError("give one base profile: --device KEY or --device-file F")
+    [base] = resolve_devices(device, device_file)
+    report = calibrate(list(results), base, output, list(held_out), list(models))
+    if as_json:
+        emit_json(report, json_versions.CALIBRATE)
+    else:
+        click.echo(render_calibration(report))

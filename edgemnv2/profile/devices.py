@@ -26,6 +26,23 @@ from edgemnv2.resources import data_file
 
 KINDS = ("linux", "mcu", "edgetpu")
 MAC_OP_KINDS = ("conv", "pointwise", "depthwise", "fully_connected")
+KIND_GROUPS = (*MAC_OP_KINDS, "other")  # what a fitted `[cpu.per_kind.KIND]` table may name
+KIND_CYCLE_KEYS = ("cycles_per_mac", "cycles_per_output", "cycles_per_byte", "cycles_per_op")
+
+
+@dataclass(frozen=True)
+class KindCycles:
+    """Measured cycles of one op kind (`[cpu.per_kind.KIND]`, written by `edgemnv2 devices calibrate`):
+    per multiplication, per output element, per activation byte touched, and per operator."""
+
+    cycles_per_mac: float = 0.0
+    cycles_per_output: float = 0.0
+    cycles_per_byte: float = 0.0
+    cycles_per_op: float = 0.0
+
+    def cycles(self, macs: int, outputs: int, touched_bytes: int) -> float:
+        return (self.cycles_per_mac * macs + self.cycles_per_output * outputs + self.cycles_per_byte * touched_bytes
+                + self.cycles_per_op)
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,7 @@ class CpuModel:
     activation_bandwidth_mbps: float        # sustained read+write of activations
     weight_bandwidth_mbps: float            # sustained streaming of weights (DRAM, or flash/XIP on MCUs)
     efficiency: float = 1.0
+    per_kind: dict[str, KindCycles] = field(default_factory=dict)  # fitted: replaces the roofline for its kinds
 
 
 @dataclass(frozen=True)
@@ -234,7 +252,7 @@ _TOP_KEYS = {"aliases", "base", "board", "name", "kind", "runtime", "cores", "th
              "psram_bytes", "runtime_code_bytes", "runtime_ram_bytes", "calibration", "cpu", "edgetpu", "sources"}
 _CPU_KEYS = {"int8_macs_per_cycle", "cycles_per_output", "elementwise_cycles_per_byte", "op_overhead_us",
              "parallel_efficiency", "float32_slowdown", "activation_bandwidth_mbps", "weight_bandwidth_mbps",
-             "efficiency"}
+             "efficiency", "per_kind"}
 _TPU_KEYS = {"peak_macs_per_second", "utilization", "parameter_cache_bytes", "host_link_mbps",
              "invoke_overhead_us", "op_overhead_us", "efficiency"}
 
@@ -244,6 +262,28 @@ def _aliases(top: _Reader) -> tuple[str, ...]:
     if not all(isinstance(n, str) and n for n in names):
         raise top.fail("aliases", f"must be a list of names, got {names!r}")
     return tuple(names)
+
+
+def _per_kind(cpu_table: _Reader) -> dict[str, KindCycles]:
+    """The optional `[cpu.per_kind.KIND]` tables: non-negative fitted cycle counts."""
+    per_kind = cpu_table.table("per_kind", required=False)
+    if per_kind is None:
+        return {}
+    unknown = sorted(set(per_kind.data) - set(KIND_GROUPS))
+    if unknown:
+        raise per_kind.fail(unknown[0], f"is not an op kind; allowed: {', '.join(KIND_GROUPS)}")
+    fitted = {}
+    for kind in KIND_GROUPS:
+        table = per_kind.table(kind, required=False)
+        if table is None:
+            continue
+        table.check_unknown(set(KIND_CYCLE_KEYS))
+        values = {k: table.get(k, float, 0.0) for k in KIND_CYCLE_KEYS}
+        negative = [k for k, v in values.items() if v < 0]
+        if negative:
+            raise table.fail(negative[0], f"must be 0 or more, got {values[negative[0]]}")
+        fitted[kind] = KindCycles(**values)
+    return fitted
 
 
 def _parse(text: str, path: Path, key: str) -> DeviceProfile:
@@ -269,6 +309,7 @@ def _parse(text: str, path: Path, key: str) -> DeviceProfile:
         activation_bandwidth_mbps=cpu_table.positive("activation_bandwidth_mbps"),
         weight_bandwidth_mbps=cpu_table.positive("weight_bandwidth_mbps"),
         efficiency=cpu_table.positive("efficiency", float, 1.0),
+        per_kind=_per_kind(cpu_table),
     )
     tpu = None
     tpu_table = top.table("edgetpu", required=(kind == "edgetpu"))

@@ -16,6 +16,10 @@ crossing the host/TPU boundary. Without a .tflite there is no partition and ever
 
 Each profile's `efficiency` is the one factor fitted to published figures
 (`benchmarks/latency_calibration.py`); everything else comes from datasheets and kernel benchmarks.
+
+A profile fitted to on-device per-layer times (`edgemnv2 devices calibrate`, `[cpu.per_kind.KIND]`) replaces
+the roofline for the kinds it names: cycles = per-MAC · MACs + per-output · outputs + per-byte · bytes touched
++ per-op, measured cycles (memory stalls and dispatch included, `efficiency` not applied).
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from edgemnv2.profile.cost import LayerCost
 from edgemnv2.profile.devices import DeviceProfile
 from edgemnv2.profile.graph import MAC_KINDS, Layer, ModelGraph
 
+
 @dataclass(frozen=True)
 class LayerLatency:
     ms: float | None          # None: the estimator does not know this op
-    bound: str                # "compute" | "memory" | "overhead" | "unknown"
+    bound: str                # "compute" | "memory" | "overhead" | "fitted" | "unknown"
     unit: str                 # "cpu" | "edgetpu"
 
 
@@ -61,6 +66,29 @@ class LatencyEstimate:
     notes: list[str]
 
 
+@dataclass(frozen=True)
+class LayerFeatures:
+    """What a per-kind cycle fit multiplies, for one operator."""
+
+    name: str
+    op: str                   # TFLite builtin
+    kind: str                 # conv | depthwise | pointwise | fully_connected | other
+    macs: int
+    outputs: int              # output elements
+    touched_bytes: int        # activation bytes read + written
+
+
+def kind_group(op: str) -> str:
+    """The multiplying kinds keep their name; adds, pooling, softmax, reshapes ... are "other"."""
+    return op if op in MAC_KINDS else "other"
+
+
+def layer_features(graph: ModelGraph, costs: list[LayerCost]) -> list[LayerFeatures]:
+    return [LayerFeatures(layer.name, layer.tflite_op, kind_group(layer.op), cost.macs, _elements(layer.output_shape),
+                          layer.activation_in_bytes + layer.activation_out_bytes)
+            for layer, cost in zip(graph.layers, costs)]
+
+
 def _elements(shape: tuple[int, ...]) -> int:
     return math.prod(max(d, 1) for d in shape) if shape else 0
 
@@ -70,8 +98,13 @@ def _cpu_layer(layer: Layer, cost: LayerCost, device: DeviceProfile) -> LayerLat
     if not layer.known:
         return LayerLatency(None, "unknown", "cpu")
     speedup = 1 + (device.threads - 1) * cpu.parallel_efficiency
-    rate = device.clock_mhz * 1e6 * speedup * cpu.efficiency
     dtype_factor = cpu.float32_slowdown if layer.dtype in ("float32", "float16") else 1.0
+    fitted = cpu.per_kind.get(kind_group(layer.op))
+    if fitted is not None:
+        cycles = fitted.cycles(cost.macs, _elements(layer.output_shape),
+                               layer.activation_in_bytes + layer.activation_out_bytes)
+        return LayerLatency(cycles * dtype_factor / (device.clock_mhz * 1e3 * speedup), "fitted", "cpu")
+    rate = device.clock_mhz * 1e6 * speedup * cpu.efficiency
     if layer.op in MAC_KINDS:
         cycles = cost.macs / cpu.int8_macs_per_cycle[layer.op] + _elements(layer.output_shape) * cpu.cycles_per_output
     elif layer.op == "reshape":

@@ -23,6 +23,9 @@ import numpy as np
 
 from edgemnv2 import atomic
 from edgemnv2.errors import BoardError, InputError, ModelError, RuntimeUnavailable
+from edgemnv2.profile.devices import DeviceProfile
+from edgemnv2.profile.graph import ModelGraph
+from edgemnv2.profile.measured import LayerTable, layer_table, render_layer_table
 from edgemnv2.serial import protocol as p
 from edgemnv2.serial.transport import Transport, port_lock
 
@@ -48,6 +51,8 @@ class BenchOptions:
     resume: bool = False  # keep the results in `out` and send only the missing images
     force: bool = False  # replace an existing `out` (never done silently)
     max_retries: int = 20  # retries of one input before giving up on the board
+    device: str | None = None  # device profile key for the per-layer estimate beside the measured times
+    device_file: Path | None = None  # or a profile file (e.g. from `edgemnv2 devices calibrate`)
 
 
 @dataclasses.dataclass
@@ -82,9 +87,11 @@ class LayerTimes:
     sum_us: float  # sum of the per-op means
     whole_us: float  # mean whole-inference time of the same images
     gap_fraction: float | None  # (whole - sum) / whole
+    table: LayerTable | None = None  # per op and per kind: MACs, cycles per MAC, measured vs estimated
 
     @classmethod
-    def of(cls, records: list[dict[str, Any]]) -> "LayerTimes | None":
+    def of(cls, records: list[dict[str, Any]], graph: ModelGraph | None = None, cpu_hz: int = 0,
+           device: DeviceProfile | None = None) -> "LayerTimes | None":
         timed = [r for r in records if r.get("layer_us")]
         lengths = {len(r["layer_us"]) for r in timed}
         if not timed or len(lengths) != 1:
@@ -92,8 +99,9 @@ class LayerTimes:
         mean = np.mean(np.asarray([r["layer_us"] for r in timed], dtype=np.float64), axis=0)
         whole = float(np.mean([r["latency_us"] for r in timed]))
         total = float(mean.sum())
+        table = layer_table(graph, [float(v) for v in mean], cpu_hz, device) if graph is not None and cpu_hz else None
         return cls(len(timed), [round(float(v), 1) for v in mean], round(total, 1), round(whole, 1),
-                   round((whole - total) / whole, 5) if whole else None)
+                   round((whole - total) / whole, 5) if whole else None, table)
 
 
 @dataclasses.dataclass
@@ -509,6 +517,10 @@ def run_bench(options: BenchOptions, on_result: Callable[[dict[str, Any]], None]
     The BoardError says how many results were saved, and its `report` attribute holds the partial summary.
     """
     from edgemnv2.data import load_images
+    from edgemnv2.profile import resolve_devices
+    from edgemnv2.profile.cost import graph_costs
+    from edgemnv2.profile.graph import load_tflite
+    from edgemnv2.profile.latency import layer_features
     from edgemnv2.runtime import open_model
 
     if options.count is not None and options.count < 1:
@@ -519,7 +531,12 @@ def run_bench(options: BenchOptions, on_result: Callable[[dict[str, Any]], None]
         raise InputError(f"--baud must be positive, got {options.baud}")
     if options.timeout is not None and options.timeout <= 0:
         raise InputError(f"--timeout must be positive, got {options.timeout}")
+    if options.device and ("," in options.device or options.device == "all") \
+            or options.device and options.device_file:
+        raise InputError("bench takes one device profile for the per-layer estimate: --device KEY or --device-file F")
+    device = resolve_devices(options.device, options.device_file)[0] if options.device or options.device_file else None
     model = open_model(options.model)
+    graph = load_tflite(Path(options.model))
     model_sha = hashlib.sha256(Path(options.model).read_bytes()).digest()
     shape = model.input.shape
     resolution = int(shape[1])
@@ -531,7 +548,9 @@ def run_bench(options: BenchOptions, on_result: Callable[[dict[str, Any]], None]
               "images": {"count": len(files), "sha256": hashlib.sha256("\n".join(files).encode()
                                                                        + raw_inputs.tobytes()).hexdigest()},
               "options": {"baud": options.baud, "count": options.count, "warmup": options.warmup,
-                          "timeout": options.timeout}}
+                          "timeout": options.timeout},
+              "model": Path(options.model).name,
+              "layers": {"ops": [dataclasses.asdict(f) for f in layer_features(graph, graph_costs(graph))]}}
     previous, done = _open_results(options, header)
     todo = [i for i in range(len(files)) if i not in done]
 
@@ -541,7 +560,7 @@ def run_bench(options: BenchOptions, on_result: Callable[[dict[str, Any]], None]
         try:
             info = streamer.handshake(model_sha, timeout=options.timeout or 10.0)
             _check_tensors(info, model)
-            header.update(runtime=info.runtime, board=info.board_name)
+            header.update(runtime=info.runtime, board=info.board_name, cpu_hz=info.cpu_hz)
             if previous is not None and previous.get("runtime") != info.runtime:
                 raise InputError(f"{options.out} was written for runtime {previous.get('runtime')} and the board "
                                  f"runs {info.runtime}: use another --output, or --force to replace it")
@@ -554,7 +573,7 @@ def run_bench(options: BenchOptions, on_result: Callable[[dict[str, Any]], None]
             transport.close()
             raise
         return _stream(options, model_sha, info, streamer, transport, results, files, image_set.labels,
-                       raw_inputs, done, todo, on_result, on_start)
+                       raw_inputs, done, todo, on_result, on_start, (graph, device))
 
 
 def _open_results(options: BenchOptions, header: dict[str, Any]) -> tuple[dict[str, Any] | None,
@@ -610,7 +629,8 @@ def _open_results(options: BenchOptions, header: dict[str, Any]) -> tuple[dict[s
 def _stream(options: BenchOptions, model_sha: bytes, info: p.Info, streamer: Streamer, transport: Transport,
             results: atomic.AppendLog, files: list[str], labels: np.ndarray, raw_inputs: np.ndarray,
             done: dict[int, dict[str, Any]], todo: list[int], on_result: Callable[[dict[str, Any]], None] | None,
-            on_start: Callable[[int], None] | None) -> BenchReport:
+            on_start: Callable[[int], None] | None,
+            estimate: tuple[ModelGraph, DeviceProfile | None]) -> BenchReport:
     """Upload the missing images and append each result as it arrives; the summary at the end."""
     started = time.monotonic()
     memory: MemoryUse | None = None
@@ -652,7 +672,7 @@ def _stream(options: BenchOptions, model_sha: bytes, info: p.Info, streamer: Str
 
     report = _report(options, streamer.info, records, len(files), upload_times, streamer.first_upload, last_result,
                      streamer, transport, reference.runtime, stopped, time.monotonic() - started,
-                     raw_inputs[0].nbytes, model_sha)
+                     raw_inputs[0].nbytes, model_sha, estimate)
     report.memory = memory
     if error is not None:
         failure = BoardError(f"{stopped}; {report.received} of {report.total} results saved in {options.out} "
@@ -696,7 +716,8 @@ def _record(ident: int, file: str, label: int, msg: p.Result | p.Error, upload_s
 def _report(options: BenchOptions, info: p.Info | None, records: dict[int, dict[str, Any]], total: int,
             upload_times: list[float], first_upload: float | None, last_result: float | None,
             streamer: Streamer, transport: Transport, reference_runtime: str | None, stopped: str | None,
-            elapsed: float, input_bytes: int, model_sha: bytes) -> BenchReport:
+            elapsed: float, input_bytes: int, model_sha: bytes,
+            estimate: tuple[ModelGraph | None, DeviceProfile | None] = (None, None)) -> BenchReport:
     ok = [r for r in records.values() if r.get("status") == "ok"]
     compared = [r for r in ok if "exact" in r]
     wire_limit = options.baud / p.BITS_PER_BYTE / input_bytes
@@ -726,7 +747,7 @@ def _report(options: BenchOptions, info: p.Info | None, records: dict[int, dict[
         payload_bytes=payload, tx_bytes=transport.tx_bytes, rx_bytes=transport.rx_bytes,
         retries=streamer.retries, crc_errors=sum(transport.faults.values()), resets=streamer.resets,
         elapsed_s=round(elapsed, 3), complete=stopped is None and len(records) == total, stopped=stopped,
-        layers=LayerTimes.of(ok))
+        layers=LayerTimes.of(ok, estimate[0], info.cpu_hz if info else 0, estimate[1]))
 
 
 def render_report(report: BenchReport) -> str:
@@ -773,6 +794,8 @@ def _render_layers(layers: LayerTimes) -> list[str]:
     lines = [f"per layer    {len(layers.mean_us)} ops, mean over {layers.images} images: sum {layers.sum_us:.0f} µs "
              f"vs whole inference {layers.whole_us:.0f} µs ({gap} between ops)",
              "  op      mean µs   share"]
+    if layers.table is not None:
+        return lines[:1] + render_layer_table(layers.table)
     for index, us in enumerate(layers.mean_us):
         share = us / layers.sum_us if layers.sum_us else 0.0
         lines.append(f"  {index:>3}  {us:>10.1f}  {share:>6.1%}")

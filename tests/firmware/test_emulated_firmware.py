@@ -126,6 +126,32 @@ def test_host_firmware_through_bench(host_build, small_model: Path, shared_dir: 
                   json.loads((host_build.project / "edgemnv2_project.json").read_text())["operator_count"])
 
 
+def test_host_firmware_per_layer_table_calibrate_and_profile(host_build, small_model: Path, shared_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """The per-layer flow on the fast build: bench's measured-vs-estimate table and JSONL header, a profile
+    calibrated on those results, and `profile --device-file` predicting with it."""
+    from edgemnv2.profile import profile
+    from edgemnv2.profile.calibrate import calibrate
+    from edgemnv2.profile.devices import load_device
+
+    out = tmp_path / "r.jsonl"
+    with FirmwareBoard(host_build.project) as board:
+        report = run_bench(BenchOptions(port=board.path, model=small_model, images=shared_dir / "data" / "imagenet-val",
+                                        out=out, count=2, timeout=120.0, device="qemu-an386"))
+    table = report.layers.table
+    assert table is not None and table.device == "qemu-an386" and table.estimated_us > 0
+    assert {k.kind for k in table.kinds} == {"conv", "depthwise", "pointwise", "fully_connected", "other"}
+    assert all(k.measured_cycles_per_mac > 0 for k in table.kinds if k.macs)
+    header = json.loads(out.read_text().splitlines()[0])
+    assert header["model"] == small_model.name and header["cpu_hz"] == 1_000_000_000
+    assert len(header["layers"]["ops"]) == len(table.ops)
+    fit = calibrate([out], load_device("qemu-an386"), tmp_path / "host.toml")
+    [own] = fit.files
+    assert abs(own.error) < 0.05, own  # the per-op constant makes the fitted ops sum to the measured sum
+    [profiled] = profile(small_model, device_file=tmp_path / "host.toml")
+    assert profiled.totals.latency_ms == pytest.approx(own.predicted_cycles / 1e6, rel=1e-6)
+
+
 def test_board_sim_firmware_cli_prints_the_pty_and_stops_qemu(cm4_build) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "edgemnv2", "board-sim", "--firmware", str(cm4_build.project)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

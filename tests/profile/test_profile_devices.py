@@ -11,7 +11,7 @@ from edgemnv2.errors import DeviceProfileError
 from edgemnv2.profile.devices import known_devices, load_device, load_device_file
 
 REQUIRED = {"rpi4", "rpi5", "rpi-zero2w", "coral-usb", "coral-devboard", "pixel-7", "esp32-s3", "stm32h7",
-            "nano33ble", "pico"}
+            "nano33ble", "pico", "qemu-an386", "qemu-an386-reference"}
 
 
 def test_required_profiles_are_bundled():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from edgemnv2.serial.bench import BenchReport, LayerTimes, render_report
 
 
@@ -37,3 +39,30 @@ def test_rendered_in_the_bench_summary() -> None:
     text = render_report(BenchReport(**fields))
     assert "per layer    2 ops, mean over 1 images: sum 98 µs vs whole inference 100 µs (2.00% between ops)" in text
     assert "    1        73.0   74.5%" in text
+
+
+def test_measured_beside_the_estimate_per_op_and_per_kind() -> None:
+    from edgemnv2.profile.devices import load_device
+    from edgemnv2.profile.spec import mobilenet_v2_graph
+
+    graph = mobilenet_v2_graph(0.35, 96)
+    n = len(graph.layers)
+    records = [_record(n * 12, [10.0] * n), _record(n * 12, [14.0] * n)]
+    times = LayerTimes.of(records, graph, 1_000_000_000, load_device("qemu-an386"))
+    table = times.table
+    assert table.device == "qemu-an386" and len(table.ops) == n and table.measured_us == pytest.approx(12.0 * n)
+    assert sum(k.ops for k in table.kinds) == n and {k.kind for k in table.kinds} >= {"conv", "pointwise", "other"}
+    pointwise = next(k for k in table.kinds if k.kind == "pointwise")
+    # 12 µs per op at 1 GHz = 12,000 instructions per op
+    assert pointwise.measured_cycles_per_mac == pytest.approx(12_000 * pointwise.ops / pointwise.macs, rel=1e-3)
+    assert pointwise.estimated_us == pytest.approx(sum(r.estimated_us for r in table.ops if r.kind == "pointwise"))
+    assert table.estimate_error == pytest.approx(table.estimated_us / table.measured_us - 1, abs=1e-5)
+    fields = {f.name: None for f in dataclasses.fields(BenchReport)}
+    fields.update(port="/dev/pts/1", baud=115200, board="b", runtime="r", protocol_version=1, out="r.jsonl",
+                  total=2, received=2, received_this_run=2, errors=0, missing=0, compared=0, stopped=None, layers=times)
+    text = render_report(BenchReport(**fields))
+    assert "by kind (cycles per MAC at the board's 1000 MHz; estimate: qemu-an386)" in text
+    assert "    0  CONV_2D              conv" in text
+    # without a device: measured only; another op count than the graph's: no table
+    assert LayerTimes.of(records, graph, 1_000_000_000).table.estimated_us is None
+    assert LayerTimes.of([_record(10, [5, 5])], graph, 1_000_000_000).table is None

@@ -1,0 +1,138 @@
+"""The real firmware's per-layer timings, end to end, with the commands a user types.
+
+For each run: `edgemnv2 convert` (when the model is missing) → `edgemnv2 export --target T` → `edgemnv2 build`
+→ `edgemnv2 board-sim --firmware ... [--icount]` → `edgemnv2 bench ... -d PROFILE` (every output compared with
+host TFLite Micro, the per-layer table measured vs estimated). Then `edgemnv2 devices calibrate` fitted on the
+1.0/96 CMSIS-NN results predicts the other CMSIS-NN runs (held out). Every command is printed before it runs.
+
+    nice python benchmarks/firmware_per_layer.py --work-dir /tmp/fpl                       # every run below
+    nice python benchmarks/firmware_per_layer.py --work-dir /tmp/fpl --runs 96-cmsis 160-cmsis 035-cmsis
+
+Runs (`--count` overrides the images of each):
+    96-cmsis   MobileNetV2 1.0/96, mps2-an386, CMSIS-NN, -icount   100 images   (fits the calibration)
+    96-host    MobileNetV2 1.0/96, host firmware                   100 images
+    96-ref     MobileNetV2 1.0/96, mps2-an386, reference, -icount   10 images
+    224-cmsis  MobileNetV2 1.0/224, mps2-an386 (model in PSRAM)     10 images
+    160-cmsis  MobileNetV2 1.0/160, mps2-an386, CMSIS-NN             3 images   (held out)
+    035-cmsis  MobileNetV2 0.35/96, random weights, CMSIS-NN         3 images   (held out)
+QEMU's UART moves ~3 KB/s or less (a 96x96 image uploads in ~8 s on an idle machine), so bench is told a
+9600 baud link for the QEMU runs: its ACK timeouts follow --baud, and at the default 921600 it would resend
+whole windows that are still queued in the pty, each resend lengthening the queue for the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGEMNV2_SHARED") or REPO.parent / "shared")
+EDGEMNV2 = [sys.executable, "-m", "edgemnv2"]
+
+
+@dataclass(frozen=True)
+class Model:
+    alpha: float
+    resolution: int
+    weights: str  # imagenet | none
+
+    @property
+    def file(self) -> str:
+        return f"mnv2_{self.alpha}_{self.resolution}_{'int8' if self.weights == 'imagenet' else 'random_int8'}.tflite"
+
+
+@dataclass(frozen=True)
+class Run:
+    model: Model
+    target: str
+    kernels: str
+    count: int
+    device: str | None  # the per-layer estimate's profile
+    timeout: float
+    baud: int = 9600    # what the link really moves (QEMU's UART), for bench's ACK timeouts
+
+
+M96, M160, M224, M035 = Model(1.0, 96, "imagenet"), Model(1.0, 160, "imagenet"), Model(1.0, 224, "imagenet"), \
+    Model(0.35, 96, "none")
+RUNS = {
+    "96-cmsis": Run(M96, "mps2-an386", "cmsis-nn", 100, "qemu-an386", 300),
+    "96-host": Run(M96, "host", "reference", 100, None, 60, 921600),
+    "96-ref": Run(M96, "mps2-an386", "reference", 10, "qemu-an386-reference", 900),
+    "224-cmsis": Run(M224, "mps2-an386", "cmsis-nn", 10, "qemu-an386", 900),
+    "160-cmsis": Run(M160, "mps2-an386", "cmsis-nn", 3, "qemu-an386", 600),
+    "035-cmsis": Run(M035, "mps2-an386", "cmsis-nn", 3, "qemu-an386", 300),
+}
+FIT_RUN, HELD_OUT_RUNS = "96-cmsis", ("160-cmsis", "035-cmsis")
+
+
+def sh(args: list[str]) -> None:
+    print("$ " + shlex.join(["edgemnv2", *args[3:]] if args[:3] == EDGEMNV2 else args), flush=True)
+    subprocess.run(args, check=True)
+
+
+def model_path(work: Path, model: Model) -> Path:
+    path = work / "models" / model.file
+    if not path.is_file():
+        sh([*EDGEMNV2, "convert", "--alpha", str(model.alpha), "--resolution", str(model.resolution),
+            "--weights", model.weights, "-o", str(path)])
+    return path
+
+
+def firmware(work: Path, run: Run, model: Path) -> Path:
+    project = work / f"fw-{run.target}-{model.stem}"
+    if not (project / "edgemnv2_project.json").is_file():
+        sh([*EDGEMNV2, "export", "--target", run.target, "--model", str(model), "-o", str(project)])
+    sh([*EDGEMNV2, "build", str(project), "--kernels", run.kernels])
+    return project
+
+
+def bench(work: Path, name: str, run: Run, count: int | None) -> Path:
+    model = model_path(work, run.model)
+    project = firmware(work, run, model)
+    results = work / f"{name}.jsonl"
+    sim = [*EDGEMNV2, "board-sim", "--firmware", str(project), "--kernels", run.kernels]
+    sim += ["--icount"] if run.target != "host" else []
+    print("$ " + shlex.join(["edgemnv2", *sim[3:]]) + " &", flush=True)
+    board = subprocess.Popen(sim, stdout=subprocess.PIPE, text=True)
+    try:
+        port = board.stdout.readline().strip()
+        if not port:
+            raise SystemExit(f"board-sim printed no port (exit {board.wait()})")
+        args = [*EDGEMNV2, "bench", "--port", port, "--model", str(model), "--images",
+                str(SHARED / "data" / "imagenet-val"), "--count", str(count or run.count), "--baud", str(run.baud), "--timeout",
+                str(run.timeout), "-o", str(results), "--force"]
+        sh(args + (["-d", run.device] if run.device else []))
+    finally:
+        board.terminate()
+        board.wait(timeout=60)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", type=Path, required=True, help="models, projects and results go here")
+    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
+    parser.add_argument("--count", type=int, default=None, help="images per run instead of each run's own")
+    args = parser.parse_args()
+    work = args.work_dir.resolve()
+    (work / "models").mkdir(parents=True, exist_ok=True)
+    results = {name: bench(work, name, RUNS[name], args.count) for name in args.runs}
+    held = [results[n] for n in HELD_OUT_RUNS if n in results]
+    if FIT_RUN in results:
+        calibrated = work / "qemu-an386-calibrated.toml"
+        sh([*EDGEMNV2, "devices", "calibrate", str(results[FIT_RUN]), "-d", "qemu-an386", "-o", str(calibrated),
+            *[a for path in held for a in ("--held-out", str(path))]])
+        for name in HELD_OUT_RUNS:
+            if name in results:
+                sh([*EDGEMNV2, "profile", str(work / "models" / RUNS[name].model.file), "--device-file",
+                    str(calibrated)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

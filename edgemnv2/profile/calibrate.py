@@ -1,0 +1,324 @@
+"""Fit a device profile's per-op-kind cycle counts to measured per-layer times (`edgemnv2 devices calibrate`).
+
+A bench results file (JSONL: a header, then one record per image, `docs/bench.md`) holds the board's µs per
+operator; at the board's clock (`cpu_hz`) they are cycles. Every operator of every file is one equation
+
+    cycles = c_mac[kind] · MACs + c_out · outputs   (conv, depthwise, pointwise, fully_connected)
+    cycles = c_byte · bytes touched                 (other: add, mean, softmax, pad, reshape, ...)
+             + c_op                                 (every op: dispatch, profiler, loop set-up)
+
+solved by non-negative least squares (a cost is never negative), so the few large layers that dominate the
+total are fitted most closely. One kind's MAC rate, shared per-output and per-op terms keep the fit
+determined when a kind has a single op in the graph (MobileNetV2's stem conv and classifier). The fitted
+numbers are written into a copy of the base profile as `[cpu.per_kind.KIND]` tables, which
+`edgemnv2.profile.latency` uses instead of its roofline for those kinds; `--held-out` files are predicted,
+never fitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemnv2 import atomic
+from edgemnv2.errors import InputError
+from edgemnv2.profile.devices import KIND_CYCLE_KEYS, MAC_OP_KINDS, DeviceProfile, KindCycles
+from edgemnv2.profile.latency import LayerFeatures
+from edgemnv2.serial.bench import RESULTS_KIND
+
+COLUMNS = (*(f"{k}.cycles_per_mac" for k in MAC_OP_KINDS), "cycles_per_output", "cycles_per_byte", "cycles_per_op")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One results file reduced to what the fit needs: per-op features and mean measured cycles."""
+
+    path: str
+    model: str
+    model_sha256: str
+    images: int                      # records with per-layer times
+    cpu_hz: int
+    ops: list[LayerFeatures]
+    op_cycles: list[float]           # mean over the images, per op
+    whole_cycles: float              # mean whole inference (the ops plus the interpreter between them)
+
+
+@dataclass(frozen=True)
+class FilePrediction:
+    path: str
+    model: str
+    role: str                        # "fitted" | "held-out"
+    images: int
+    measured_cycles: float           # mean whole inference
+    predicted_cycles: float          # sum over ops of the fitted cycles
+    error: float                     # predicted / measured - 1
+
+
+@dataclass(frozen=True)
+class KindFit:
+    kind: str
+    ops: int                         # ops of this kind over the fitted files
+    macs: int
+    measured_cycles: float
+    predicted_cycles: float
+    measured_cycles_per_mac: float | None
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    base: str                        # the base profile's key
+    output: str
+    coefficients: dict[str, float]   # COLUMNS -> fitted cycles
+    per_kind: dict[str, KindCycles]  # what the written profile holds
+    kinds: list[KindFit]
+    files: list[FilePrediction]
+
+
+def read_results(path: Path, models: dict[str, Path]) -> Measured:
+    """Mean per-op cycles of one bench JSONL; the op features come from its header, or from the `--model` whose
+    sha256 the header names (files written before bench recorded them)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read bench results {path}: {exc.strerror or exc}") from None
+    try:
+        header = json.loads(lines[0]) if lines else {}
+        records = [json.loads(line) for line in lines[1:] if line.strip()]
+    except json.JSONDecodeError:
+        raise InputError(f"{path} is not a bench results file (a line is not JSON)") from None
+    if not isinstance(header, dict) or header.get("kind") != RESULTS_KIND:
+        raise InputError(f"{path} has no bench results header: give files written by `edgemnv2 bench`")
+    sha = str(header.get("model_sha256", ""))
+    ops = _features(path, header, models.get(sha))
+    cpu_hz = header.get("cpu_hz")
+    if not isinstance(cpu_hz, int) or cpu_hz <= 0:
+        raise InputError(f"{path} does not say the board's clock (header cpu_hz): rerun `edgemnv2 bench`")
+    timed = [r for r in records if r.get("status") == "ok" and r.get("layer_us")]
+    if not timed:
+        raise InputError(f"{path} holds no per-layer times (the board's RESULT had no layer_us)")
+    if any(len(r["layer_us"]) != len(ops) for r in timed):
+        raise InputError(f"{path}: the board timed another number of ops than the model has ({len(ops)})")
+    per_us = cpu_hz / 1e6
+    op_cycles = np.mean(np.asarray([r["layer_us"] for r in timed], dtype=np.float64), axis=0) * per_us
+    whole = float(np.mean([r["latency_us"] for r in timed])) * per_us
+    return Measured(str(path), str(header.get("model") or sha[:12]), sha, len(timed), cpu_hz, ops,
+                    [float(v) for v in op_cycles], whole)
+
+
+def _features(path: Path, header: dict[str, Any], model: Path | None) -> list[LayerFeatures]:
+    if model is not None:
+        from edgemnv2.profile.cost import graph_costs
+        from edgemnv2.profile.graph import load_tflite
+        from edgemnv2.profile.latency import layer_features
+
+        graph = load_tflite(model)
+        return layer_features(graph, graph_costs(graph))
+    ops = (header.get("layers") or {}).get("ops")
+    if not ops:
+        raise InputError(f"{path} does not list the model's ops (written by an older bench): add --model with the "
+                         f"model it was run with (sha256 {str(header.get('model_sha256'))[:12]}…)")
+    try:
+        return [LayerFeatures(**op) for op in ops]
+    except TypeError:
+        raise InputError(f"{path}: header layers.ops is not what edgemnv2 bench writes") from None
+
+
+def model_index(models: list[Path]) -> dict[str, Path]:
+    """--model files by sha256, so each results file finds the model its header names."""
+    index = {}
+    for model in models:
+        try:
+            index[hashlib.sha256(Path(model).read_bytes()).hexdigest()] = Path(model)
+        except OSError as exc:
+            raise InputError(f"cannot read --model {model}: {exc.strerror or exc}") from None
+    return index
+
+
+def design_row(op: LayerFeatures) -> list[float]:
+    """One equation's coefficients, in COLUMNS order."""
+    mac = [float(op.macs) if op.kind == k else 0.0 for k in MAC_OP_KINDS]
+    multiplies = op.kind in MAC_OP_KINDS
+    return [*mac, float(op.outputs) if multiplies else 0.0, 0.0 if multiplies else float(op.touched_bytes), 1.0]
+
+
+def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Non-negative least squares (Lawson & Hanson's active set; the light core has no SciPy).
+
+    Columns are scaled to unit norm first: MAC counts and the per-op constant differ by six orders."""
+    norms = np.linalg.norm(a, axis=0)
+    norms[norms == 0] = 1.0
+    a = a / norms
+    n = a.shape[1]
+    x = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    tol = 1e-10 * max(1.0, float(np.linalg.norm(b)))
+    for _ in range(3 * n):
+        gradient = a.T @ (b - a @ x)
+        if passive.all() or gradient[~passive].max() <= tol:
+            break
+        passive[int(np.argmax(np.where(passive, -np.inf, gradient)))] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            if (z[passive] > 0).all():
+                x = z
+                break
+            blocking = passive & (z <= 0)
+            step = float(np.min(x[blocking] / (x[blocking] - z[blocking])))
+            x = x + step * (z - x)
+            passive &= x > 1e-15
+            x[~passive] = 0.0
+    return x / norms
+
+
+def fit(measured: list[Measured]) -> dict[str, float]:
+    """Fitted cycles per column over every op of every file."""
+    rows = [design_row(op) for m in measured for op in m.ops]
+    cycles = [c for m in measured for c in m.op_cycles]
+    x = nnls(np.asarray(rows, dtype=np.float64), np.asarray(cycles, dtype=np.float64))
+    return {name: float(v) for name, v in zip(COLUMNS, x)}
+
+
+def per_kind(coefficients: dict[str, float], measured: list[Measured]) -> dict[str, KindCycles]:
+    """The `[cpu.per_kind.KIND]` tables (7 significant digits, as written): only kinds the fitted files contain
+    (the others keep the roofline)."""
+    seen = {op.kind for m in measured for op in m.ops}
+    coefficients = {k: float(f"{v:.7g}") for k, v in coefficients.items()}
+    tables = {}
+    for kind in MAC_OP_KINDS:
+        if kind in seen:
+            tables[kind] = KindCycles(cycles_per_mac=coefficients[f"{kind}.cycles_per_mac"],
+                                      cycles_per_output=coefficients["cycles_per_output"],
+                                      cycles_per_op=coefficients["cycles_per_op"])
+    if "other" in seen:
+        tables["other"] = KindCycles(cycles_per_byte=coefficients["cycles_per_byte"],
+                                     cycles_per_op=coefficients["cycles_per_op"])
+    return tables
+
+
+def predict(tables: dict[str, KindCycles], ops: list[LayerFeatures]) -> list[float]:
+    """Cycles per op (as edgemnv2.profile.latency computes them from the same tables)."""
+    return [tables[op.kind].cycles(op.macs, op.outputs, op.touched_bytes) if op.kind in tables else math.nan
+            for op in ops]
+
+
+def calibrate(results: list[Path], base: DeviceProfile, output: Path, held_out: list[Path] = (),
+              models: list[Path] = ()) -> CalibrationReport:
+    """Fit on `results`, predict `held_out`, write the calibrated profile to `output` (atomically)."""
+    if not results:
+        raise InputError("give at least one bench results file (JSONL) to fit")
+    if base.kind == "edgetpu":
+        raise InputError(f"{base.key} is an Edge TPU profile: per-kind cycles describe a CPU")
+    index = model_index(list(models))
+    fitted = [read_results(path, index) for path in results]
+    held = [read_results(path, index) for path in held_out]
+    clocks = {m.cpu_hz for m in fitted + held}
+    if len(clocks) > 1:
+        raise InputError(f"the results were measured at different clocks ({', '.join(map(str, sorted(clocks)))} Hz):"
+                         " fit one board at a time")
+    coefficients = fit(fitted)
+    tables = per_kind(coefficients, fitted)
+    unfitted = sorted({op.kind for m in held for op in m.ops} - set(tables))
+    if unfitted:
+        raise InputError(f"the held-out results have {', '.join(unfitted)} ops and the fitted ones none: "
+                         "fit on a model with every kind")
+    files = [_prediction(m, tables, role) for role, group in (("fitted", fitted), ("held-out", held)) for m in group]
+    kinds = []
+    for kind in tables:
+        pairs = [(op, m_cycles, p) for m in fitted
+                 for op, m_cycles, p in zip(m.ops, m.op_cycles, predict(tables, m.ops)) if op.kind == kind]
+        macs = sum(op.macs for op, _, _ in pairs)
+        measured = sum(c for _, c, _ in pairs)
+        kinds.append(KindFit(kind, len(pairs), macs, round(measured, 1), round(sum(p for _, _, p in pairs), 1),
+                             round(measured / macs, 4) if macs else None))
+    clock_mhz = clocks.pop() / 1e6
+    atomic.write_text(output, profile_toml(base, tables, clock_mhz, fitted))
+    return CalibrationReport(base.key, str(output), coefficients, tables, kinds, files)
+
+
+def _prediction(m: Measured, tables: dict[str, KindCycles], role: str) -> FilePrediction:
+    predicted = float(sum(predict(tables, m.ops)))
+    return FilePrediction(m.path, m.model, role, m.images, round(m.whole_cycles, 1), round(predicted, 1),
+                          round(predicted / m.whole_cycles - 1, 5))
+
+
+def profile_toml(base: DeviceProfile, tables: dict[str, KindCycles], clock_mhz: float,
+                 fitted: list[Measured]) -> str:
+    """The base profile's TOML with the fitted tables, the board's clock and where the numbers came from."""
+    try:
+        data = tomllib.loads(Path(base.path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"cannot read the base profile {base.path}: {exc}") from None
+    for own in ("aliases", "board"):  # names and firmware facts stay with the bundled profile
+        data.pop(own, None)
+    what = ", ".join(f"{Path(m.path).name} ({m.model}, {m.images} images)" for m in fitted)
+    data["clock_mhz"] = clock_mhz
+    data["calibration"] = f"per-kind cycles fitted by edgemnv2 devices calibrate to {what}; base profile {base.key}"
+    data["cpu"]["per_kind"] = {kind: {k: getattr(t, k) for k in KIND_CYCLE_KEYS if getattr(t, k)}
+                               for kind, t in tables.items()}
+    sources = data.setdefault("sources", {})
+    sources["clock_mhz"] = "the board's cpu_hz in the bench results' header (the clock its cycle counts are at)"
+    sources["cpu.per_kind"] = f"non-negative least squares on per-layer times: {what}"
+    return f"# Written by `edgemnv2 devices calibrate` from {base.key} ({base.path}).\n" + dump_toml(data)
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """TOML for the profiles' value types (strings, numbers, booleans, lists and nested tables)."""
+    lines: list[str] = []
+    _dump_table(data, [], lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _dump_table(table: dict[str, Any], prefix: list[str], lines: list[str]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    if prefix and (scalars or not table):
+        lines.append(f"\n[{'.'.join(_key(p) for p in prefix)}]")
+    lines.extend(f"{_key(k)} = {_value(v)}" for k, v in scalars.items())
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _dump_table(value, [*prefix, key], lines)
+
+
+def _key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else json.dumps(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML for {type(value).__name__}")
+
+
+def render_calibration(report: CalibrationReport) -> str:
+    """The fit, per kind and per file (fitted and held out)."""
+    c = report.coefficients
+    lines = [f"calibrated {report.base} -> {report.output}",
+             "fitted cycles  " + "  ".join(f"{k.split('.')[0]} {c[f'{k}.cycles_per_mac']:.4g}/MAC"
+                                          for k in MAC_OP_KINDS if k in report.per_kind)
+             + f"  per output {c['cycles_per_output']:.4g}  per byte (other) {c['cycles_per_byte']:.4g}"
+               f"  per op {c['cycles_per_op']:.4g}",
+             "  kind              ops          MACs  measured cycles  fitted cycles  measured/MAC"]
+    for k in report.kinds:
+        per_mac = f"{k.measured_cycles_per_mac:>13.3f}" if k.measured_cycles_per_mac is not None else f"{'-':>13}"
+        lines.append(f"  {k.kind:<16} {k.ops:>4} {k.macs:>13,} {k.measured_cycles:>16,.0f} {k.predicted_cycles:>14,.0f}"
+                     f" {per_mac}")
+    lines.append("  file                                  role      images   measured cycles  predicted    error")
+    for f in report.files:
+        lines.append(f"  {Path(f.path).name[:36]:<37} {f.role:<9} {f.images:>6} {f.measured_cycles:>17,.0f} "
+                     f"{f.predicted_cycles:>10,.0f} {f.error:>+8.2%}")
+    return "\n".join(lines)
