@@ -29,6 +29,8 @@ def parse(line: str) -> tuple[click.Command, click.Context]:
     while isinstance(command, click.Group):
         rest = [*ctx._protected_args, *ctx.args] if hasattr(ctx, "_protected_args") else [*ctx.protected_args,
                                                                                               *ctx.args]
+        if not rest and command.invoke_without_command:  # `edgemnv2 devices` lists, `devices calibrate` fits
+            break
         name, sub, rest = command.resolve_command(ctx, rest)
         assert sub is not None, f"{line}: no command {name!r}"
         command, ctx = sub, sub.make_context(name, rest, parent=ctx)
