@@ -14,26 +14,16 @@ import argparse
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cli_timing import interpreter_floor, run_cli  # noqa: E402
 
 BUDGET_S = 3.0
 CASES = (["--device", "esp32-s3", "--max-latency-ms", "500"], ["--device", "stm32h7"], ["--device", "nano33ble"])
-PROBE = ("import sys, atexit\n"
-         "atexit.register(lambda: sys.stderr.write('TENSORFLOW_IMPORTED=%s\\n' % "
-         "(('tensorflow' in sys.modules) or ('keras' in sys.modules))))\n"
-         "sys.argv = ['edgemnv2', 'fit', *sys.argv[1:]]\n"
-         "from edgemnv2.cli import main\n"
-         "main()\n")
-
-
-def wall(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
-    start = time.perf_counter()
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    return time.perf_counter() - start, result
 
 
 def children_cpu() -> float:
@@ -48,7 +38,7 @@ def main() -> int:
     args = parser.parse_args()
     out = args.out_dir or Path(tempfile.mkdtemp(prefix="fit-speed-"))
     out.mkdir(parents=True, exist_ok=True)
-    floor = statistics.median(wall([sys.executable, "-c", "pass"])[0] for _ in range(args.runs))
+    floor = interpreter_floor(args.runs)
     ok = True
     print(f"runs per case: {args.runs}; budget {BUDGET_S:.1f} s; python -c pass (floor) {floor:.3f} s")
     for case in CASES:
@@ -57,13 +47,13 @@ def main() -> int:
             times, cpu, tf_seen = [], [], False
             for _ in range(args.runs):
                 before = children_cpu()
-                seconds, result = wall([sys.executable, "-c", PROBE, *case, *extra])
+                run = run_cli("fit", *case, *extra)
                 cpu.append(children_cpu() - before)
-                if result.returncode not in (0, 3):  # 3: nothing fits (the report is still printed)
-                    print(result.stderr, file=sys.stderr)
+                if run.result.returncode not in (0, 3):  # 3: nothing fits (the report is still printed)
+                    print(run.result.stderr, file=sys.stderr)
                     return 1
-                tf_seen |= "TENSORFLOW_IMPORTED=True" in result.stderr
-                times.append(seconds)
+                tf_seen |= run.tensorflow_imported
+                times.append(run.seconds)
             median = statistics.median(times)
             ok &= median < BUDGET_S and not tf_seen
             print(f"fit {' '.join(case):<38} {label:<13} wall median {median:.3f} s (max {max(times):.3f}), "

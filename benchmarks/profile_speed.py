@@ -1,7 +1,7 @@
 """Wall time of `edgemnv2 profile MODEL.tflite --device rpi4` in a fresh process, vs the 1.5 s budget.
 
 Each run is a new Python process (what a user waits for: interpreter start, imports, parse, arena plan,
-latency model, table). The same process reports whether TensorFlow ended up in sys.modules.
+latency model, table). The same process reports whether TensorFlow or Keras ended up in sys.modules.
 A bare `python -c pass` is timed too, as the floor no CLI can beat.
 
     python benchmarks/profile_speed.py [MODEL.tflite] [--device rpi4] [--runs 5]
@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cli_timing import interpreter_floor, run_cli  # noqa: E402
 
 BUDGET_S = 1.5
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
-PROBE = ("import sys, atexit\n"
-         "atexit.register(lambda: sys.stderr.write('TENSORFLOW_IMPORTED=%s\\n' % ('tensorflow' in sys.modules)))\n"
-         "sys.argv = ['edgemnv2', 'profile', {model!r}, '--device', {device!r}]\n"
-         "from edgemnv2.cli import main\n"
-         "main()\n")
-
-
-def wall(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
-    start = time.perf_counter()
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    return time.perf_counter() - start, result
 
 
 def main() -> int:
@@ -38,16 +29,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    probe = PROBE.format(model=str(args.model), device=args.device)
     times, tf_seen = [], set()
     for _ in range(args.runs):
-        seconds, result = wall([sys.executable, "-c", probe])
-        if result.returncode != 0:
-            print(result.stderr, file=sys.stderr)
+        run = run_cli("profile", str(args.model), "--device", args.device)
+        if run.result.returncode != 0:
+            print(run.result.stderr, file=sys.stderr)
             return 1
-        tf_seen.add("TENSORFLOW_IMPORTED=True" in result.stderr)
-        times.append(seconds)
-    floor = statistics.median(wall([sys.executable, "-c", "pass"])[0] for _ in range(args.runs))
+        tf_seen.add(run.tensorflow_imported)
+        times.append(run.seconds)
+    floor = interpreter_floor(args.runs)
     median = statistics.median(times)
     print(f"model: {args.model}  device: {args.device}  runs: {args.runs}")
     print(f"edgemnv2 profile wall time: median {median:.3f} s (min {min(times):.3f}, max {max(times):.3f})")
