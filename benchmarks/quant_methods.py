@@ -24,7 +24,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
-# name -> ConvertOptions fields; unset fields take convert's defaults (quantization.resolve_defaults), so every
+# name -> ConvertOptions fields; unset fields take convert's defaults (quantization.resolved_defaults), so every
 # row that is not the default spells out what it turns off.
 PLAIN = {"calibration_method": "minmax", "bias_correction": False}  # the converter's own int8
 METHODS: dict[str, dict] = {
@@ -47,20 +47,11 @@ HOLDOUT_SEED = 0
 
 def build(model, images: np.ndarray, fields: dict, source) -> tuple[bytes, float]:
     """Run the convert stages that matter (transform, quantize, verify) on in-memory images."""
-    from edgemnv2 import data, quantization
-    from edgemnv2.convert import ConvertJob, ConvertOptions, quantize, verify
+    from edgemnv2 import data
+    from edgemnv2.convert import ConvertOptions, quantize_in_memory
 
-    options = ConvertOptions(**fields)
-    job = ConvertJob(source=source, options=options, model=model,
-                     calibration=data.ImageSet(images=images, labels=np.full(len(images), -1), files=[]))
-    started = time.perf_counter()
-    quantization.transform_float_model(job)
-    quantize(job)
-    seconds = time.perf_counter() - started
-    verify(job)  # fully integer or it raises
-    job.quantization.pop("_float_twin_bytes", None)
-    assert job.tflite is not None
-    return job.tflite, seconds
+    calibration = data.ImageSet(images=images, labels=np.full(len(images), -1), files=[])
+    return quantize_in_memory(source, ConvertOptions(**fields), model, calibration)
 
 
 def predict(tflite: bytes, images: np.ndarray) -> tuple[np.ndarray, float]:

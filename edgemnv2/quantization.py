@@ -11,15 +11,18 @@ Two stages plug into `edgemnv2.convert.STAGES`:
   `--int16-activations auto|LAYER,...` quantizes twice (int8, and 16x8 from the recorded min/max) and
   splices the chosen layers' 16x8 ops into the int8 model (`edgemnv2_converters.mixed_precision`).
 
-What each stage did is recorded in `job.quantization`, which the sidecar stores under "quantization".
-When the float model was transformed, `write_float_twin` keeps the float model that was quantized
-beside the output (`<output>.float.tflite`): `validate --per-layer` compares against it.
+What each stage did is in its frozen result's `report`, which the sidecar stores under "quantization".
+When the float model was equalized, the calibrated float model that was quantized is kept beside the
+output (`<output>.float.tflite`, `write_float_twin`): `validate --per-layer` compares against it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgemnv2 import atomic
@@ -27,7 +30,7 @@ from edgemnv2.errors import ConversionError, InputError
 from edgemnv2.tflite import layer_name
 
 if TYPE_CHECKING:
-    from edgemnv2.convert import ConvertJob, ConvertOptions
+    from edgemnv2.convert import ConvertOptions
 
 CALIBRATION_METHODS = ("minmax", "percentile", "mse")
 INT16_CHOICES = ("all", "auto")  # or a comma-separated list of layers as `validate --per-layer` names them
@@ -36,19 +39,37 @@ AUTO_RANK_IMAGES = 10  # calibration images the `auto` per-layer comparison runs
 FLOAT_TWIN_SUFFIX = ".float.tflite"
 
 
-def resolve_defaults(options: ConvertOptions) -> None:
-    """Fill unset quantization options with the best measured setting for the mode (docs/quantization.md).
+@dataclass(frozen=True)
+class FloatTransform:
+    """The float model after equalization / bias correction (the input model when neither was asked)."""
+
+    model: Any
+    report: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """The quantized flatbuffer, what quantization did, and the float model to keep beside it (equalized)."""
+
+    tflite: bytes
+    report: Mapping[str, Any] = field(default_factory=dict)
+    float_twin: bytes | None = None
+
+
+def resolved_defaults(options: ConvertOptions) -> dict[str, Any]:
+    """The best measured setting for each unset quantization option of the mode (docs/quantization.md).
 
     Per-channel int8: MSE activation ranges + bias correction (100% vs 98% held-out agreement, lower KL than
     the plain converter). Per-tensor: min/max + bias correction (MSE ranges lost 3 points there). 16x8 and
     non-int8 modes keep the converter's own behaviour; per-layer 16x8 keeps the int8 defaults for its int8 layers.
     """
     plain = options.quantize != "int8" or options.int16_activations == "all"
+    resolved: dict[str, Any] = {}
     if options.calibration_method is None:
-        options.calibration_method = "minmax" if plain or options.per_tensor else "mse"
+        resolved["calibration_method"] = "minmax" if plain or options.per_tensor else "mse"
     if options.bias_correction is None:
-        options.bias_correction = not plain
-        options.bias_correction_by_default = options.bias_correction
+        resolved["bias_correction"] = resolved["bias_correction_by_default"] = not plain
+    return resolved
 
 
 def check_options(options: ConvertOptions) -> None:
@@ -88,58 +109,52 @@ def mixed(options: ConvertOptions) -> bool:
     return options.int16_activations is not None and options.int16_activations != "all"
 
 
-def float_twin_path(output: Any) -> Any:
+def float_twin_path(output: Path) -> Path:
     return output.with_name(output.name + FLOAT_TWIN_SUFFIX)
 
 
-def transform_float_model(job: ConvertJob) -> None:
+def transform_float_model(model_name: str, options: ConvertOptions, model: Any, images: Any) -> FloatTransform:
     """Equalize and/or bias-correct the float model (batch norm folded), exact in float where promised."""
-    options = job.options
     if not (options.equalize or options.bias_correction):
-        return
+        return FloatTransform(model=model)
     from edgemnv2_converters import bias_correction, equalize, fold
 
-    assert job.calibration is not None
-    images = job.calibration.images
+    assert images is not None
+    report: dict[str, Any] = {}
+    transformed = model
     try:
-        model = job.model
         if options.equalize:
             mode = "weights" if options.per_tensor else "activations"
-            model, report = equalize.equalize(model, images, mode=mode)
-            job.quantization["equalize"] = {"mode": mode, **dataclasses.asdict(report)}
+            transformed, equalized = equalize.equalize(transformed, images, mode=mode)
+            report["equalize"] = {"mode": mode, **dataclasses.asdict(equalized)}
         if options.bias_correction:
-            model, units = fold.fold_batch_norm(model)
-            report_bc = bias_correction.correct_biases(model, units, images, per_tensor=options.per_tensor)
-            job.quantization["bias_correction"] = dataclasses.asdict(report_bc)
+            transformed, units = fold.fold_batch_norm(transformed)
+            corrected = bias_correction.correct_biases(transformed, units, images, per_tensor=options.per_tensor)
+            report["bias_correction"] = dataclasses.asdict(corrected)
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0][:200]
         if options.bias_correction_by_default and not options.equalize:
             # a user's model the transform cannot rebuild: the default is a bonus, not a requirement
-            logging.getLogger(__name__).warning("note: default bias correction skipped for %s: %s",
-                                                job.source.name, reason)
-            job.quantization["bias_correction_skipped"] = reason
-            return
-        raise ConversionError(f"cannot equalize/bias-correct {job.source.name}: {reason}") from exc
-    job.model = model
+            logging.getLogger(__name__).warning("note: default bias correction skipped for %s: %s", model_name, reason)
+            return FloatTransform(model=model, report={"bias_correction_skipped": reason})
+        raise ConversionError(f"cannot equalize/bias-correct {model_name}: {reason}") from exc
+    return FloatTransform(model=transformed, report=report)
 
 
-def quantize_or_convert(job: ConvertJob) -> None:
+def quantize_or_convert(model_name: str, options: ConvertOptions, model: Any, images: Any) -> Quantized:
     """Calibrate → ranges → quantize, for options `custom` says the plain converter cannot do (convert runs
     the plain converter itself otherwise)."""
-    options = job.options
     from edgemnv2_converters import calibration
     from edgemnv2_converters.keras_to_tflite import silenced_output
 
-    assert job.calibration is not None
-    images = job.calibration.images
     quiet = not logging.getLogger().isEnabledFor(logging.INFO)
     try:
         with silenced_output(quiet):
-            calibrated = calibration.calibrate_float_model(job.model, images)
+            calibrated = calibration.calibrate_float_model(model, images)
             ranges = calibration.activation_ranges(calibrated, images, options.calibration_method)
             recorded = calibrated
             calibrated = calibration.write_ranges(calibrated, ranges)
-            job.tflite = calibration.quantize_calibrated(
+            tflite = calibration.quantize_calibrated(
                 calibrated, per_tensor=options.per_tensor,
                 activations="int16" if options.int16_activations == "all" else "int8", io_type=options.io or "int8")
             if mixed(options):
@@ -148,43 +163,45 @@ def quantize_or_convert(job: ConvertJob) -> None:
                                                               activations="int16", io_type="float32")
     except (ValueError, RuntimeError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        raise ConversionError(f"quantization failed for {job.source.name}: {(lines or [type(exc).__name__])[0][:300]}") \
+        raise ConversionError(f"quantization failed for {model_name}: {(lines or [type(exc).__name__])[0][:300]}") \
             from exc
+    report: dict[str, Any] = {}
     if mixed(options):
-        job.tflite = _mix_int16_layers(job, recorded, int16_model, images)
+        tflite, report = _mix_int16_layers(model_name, options, tflite, recorded, int16_model, images)
     changed = sorted((r for r in ranges if abs(r.shrink - 1.0) > 1e-6), key=lambda r: r.shrink, reverse=True)
-    job.quantization.update({
+    report = {
         "method": options.calibration_method,
         "weights": "per-tensor" if options.per_tensor else "per-channel",
         "activations": {"all": "int16 (16x8, whole graph)", None: "int8"}.get(
-            options.int16_activations, f"int8 (int16 at {len(job.quantization.get('int16_layers', []))} layers)"),
+            options.int16_activations, f"int8 (int16 at {len(report.get('int16_layers', []))} layers)"),
         "ranges_changed": len(changed),
         "ranges_recorded": len(ranges),
         "largest_range_shrinks": [{"tensor": r.name.split(";")[0], "recorded": r.recorded, "chosen": r.chosen,
                                    "shrink": round(r.shrink, 3)} for r in changed[:5]],
-    })
-    if options.equalize:  # equalization rescales channels: per-layer errors must compare against this float model
-        job.quantization["_float_twin_bytes"] = calibrated
+        **report,
+    }
+    # equalization rescales channels: per-layer errors must compare against this float model
+    return Quantized(tflite=tflite, report=report, float_twin=calibrated if options.equalize else None)
 
 
-def _mix_int16_layers(job: ConvertJob, float_model: bytes, int16_model: bytes, images: Any) -> bytes:
-    """Splice 16x8 ops into the int8 model for the chosen layers; record them under "int16_layers"."""
+def _mix_int16_layers(model_name: str, options: ConvertOptions, int8_model: bytes, float_model: bytes,
+                      int16_model: bytes, images: Any) -> tuple[bytes, dict[str, Any]]:
+    """Splice 16x8 ops into the int8 model for the chosen layers; the report names them ("int16_layers")."""
     from edgemnv2_converters import mixed_precision
 
-    assert job.tflite is not None
-    options = job.options
-    candidates = mixed_precision.candidates(job.tflite, int16_model)
+    report: dict[str, Any] = {}
+    candidates = mixed_precision.candidates(int8_model, int16_model)
     if options.int16_activations == "auto":
         from edgemnv2.layer_error import compare_layers
 
-        report = compare_layers(float_model, job.tflite, images[:AUTO_RANK_IMAGES])
+        ranking = compare_layers(float_model, int8_model, images[:AUTO_RANK_IMAGES])
         allowed = set(candidates)
-        ranked = [layer for layer in report.worst() if layer.tensor in allowed][:AUTO_INT16_LAYERS]
+        ranked = [layer for layer in ranking.worst() if layer.tensor in allowed][:AUTO_INT16_LAYERS]
         chosen = [layer.tensor for layer in ranked]
         # with float I/O the int8 probabilities are the largest error left: keep them 16-bit up to the output
-        chosen += [t for t in mixed_precision.float_output_sources(job.tflite) if t in allowed and t not in chosen]
-        job.quantization["int16_ranking"] = [{"layer": layer.short_name, "sqnr_lost_db": layer.sqnr_lost_db}
-                                             for layer in ranked]
+        chosen += [t for t in mixed_precision.float_output_sources(int8_model) if t in allowed and t not in chosen]
+        report["int16_ranking"] = [{"layer": layer.short_name, "sqnr_lost_db": layer.sqnr_lost_db}
+                                   for layer in ranked]
     else:
         by_name: dict[str, list[str]] = {}
         for tensor in candidates:
@@ -194,31 +211,28 @@ def _mix_int16_layers(job: ConvertJob, float_model: bytes, int16_model: bytes, i
         for name in int16_layer_list(options.int16_activations):
             if name not in by_name:
                 examples = ", ".join(layer_name(t) for t in candidates[:3])
-                raise InputError(f"--int16-activations: no layer {name!r} can be made 16-bit in {job.source.name}; "
+                raise InputError(f"--int16-activations: no layer {name!r} can be made 16-bit in {model_name}; "
                                  f"use names from `edgemnv2 validate --per-layer` (e.g. {examples}); the model's "
                                  "input and output layers keep their I/O type")
             chosen += by_name[name]
     try:
-        result = mixed_precision.mix(job.tflite, int16_model, chosen)
+        result = mixed_precision.mix(int8_model, int16_model, chosen)
     except ValueError as exc:
-        raise ConversionError(f"16-bit layers for {job.source.name}: {exc}") from exc
-    job.quantization.update({
+        raise ConversionError(f"16-bit layers for {model_name}: {exc}") from exc
+    report.update({
         "int16_layers": [layer_name(t) for t in result.int16_tensors],
         "int16_tensors": list(result.int16_tensors),
         "ops_16x8": len(result.ops_16x8),
         "requantize_ops": result.requantize_ops,
     })
-    return result.content
+    return result.content, report
 
 
-def write_float_twin(job: ConvertJob) -> None:
+def write_float_twin(output: Path, twin: bytes) -> Path:
     """Keep the transformed float model beside the output so per-layer errors compare like with like."""
-    twin = job.quantization.pop("_float_twin_bytes", None)
-    if twin is None or job.output is None:
-        return
-    path = float_twin_path(job.output)
+    path = float_twin_path(output)
     atomic.write_bytes(path, twin)
-    job.quantization["float_twin"] = path.name
+    return path
 
 
 def integer_types(options: ConvertOptions) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ def test_run_takes_the_model_options_of_convert(monkeypatch: pytest.MonkeyPatch,
         assert {"--alpha", "--resolution", "--weights", "--weights-dir", "-o", "--output"} <= names
 
 
-def test_convert_reports_each_stage_as_it_starts(monkeypatch: pytest.MonkeyPatch,
+def test_convert_reports_each_stage_as_it_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
     from edgemnv2 import convert
     from edgemnv2.cli import options
@@ -43,18 +43,21 @@ def test_convert_reports_each_stage_as_it_starts(monkeypatch: pytest.MonkeyPatch
 
     ran = []
 
-    def check_output(job) -> None:
+    def check_output(source, options):
         ran.append("check_output")
+        return tmp_path / "m.tflite"
 
-    def build_model(job) -> None:
+    def build_model(source):
         raise _Stop
 
-    monkeypatch.setattr(convert, "STAGES", [check_output, build_model])
+    monkeypatch.setattr(convert, "check_output", check_output)
+    monkeypatch.setattr(convert, "build_model", build_model)
     monkeypatch.setattr(options, "progress_enabled", lambda: True)
     with pytest.raises(_Stop):
         convert.convert(ModelSpec(0.35, 96, "none"), on_stage=options.stage_lines())
     lines = capsys.readouterr().err.splitlines()
     assert ran == ["check_output"]
-    assert [line.split(" (")[0] for line in lines] == ["convert [1/2] check output", "convert [2/2] build model"]
+    assert [line.split(" (")[0] for line in lines] == ["convert [1/8] check output", "convert [2/8] list calibration",
+                                                       "convert [3/8] build model"]
     monkeypatch.setattr(options, "progress_enabled", lambda: False)
     assert options.stage_lines() is None  # no progress asked: no lines

@@ -26,7 +26,7 @@ def converted(tmp_path_factory, small_calib: Path):
 
 def test_int8_is_fully_integer_with_int8_io(converted) -> None:
     summary = summarize_tflite(converted.output.read_bytes())
-    assert summary.non_integer_ops == []
+    assert summary.non_integer_ops == ()
     assert summary.input.dtype == "int8" and summary.output.dtype == "int8"
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "FULLY_CONNECTED", "SOFTMAX"} <= set(summary.ops)
     assert open_model(converted.output).predict(np.zeros((1, 96, 96, 3), np.float32)).shape == (1, 1000)

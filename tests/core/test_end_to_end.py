@@ -20,7 +20,7 @@ def test_convert_then_validate_1_0_224(tmp_path: Path, shared_weights: Path, cal
                    "--calibration", str(calib_dir), "-o", str(model))
     assert proc.returncode == 0, proc.stderr
     summary = summarize_tflite(model.read_bytes())
-    assert summary.non_integer_ops == [] and summary.input.dtype == summary.output.dtype == "int8"
+    assert summary.non_integer_ops == () and summary.input.dtype == summary.output.dtype == "int8"
     sidecar = json.loads((tmp_path / "mnv2_int8.tflite.json").read_text())
     assert sidecar["fully_integer"] and sidecar["calibration"]["count"] == 100
     assert sidecar["source"]["weights_sha256"] and sidecar["ops"]["CONV_2D"] == 35

@@ -77,7 +77,7 @@ def test_quantized_model_is_fully_integer(calibrated, per_tensor, activations, i
                                             io_type=io)
     allowed = ("int8", "int16", "int32", "int64") if activations == "int16" else ("int8", "int32")
     summary = summarize_tflite(model, allowed)
-    assert summary.non_integer_ops == []
+    assert summary.non_integer_ops == ()
     assert summary.input.dtype == io
     if activations == "int16":
         from edgemnv2.tflite import load_graph

@@ -61,7 +61,7 @@ def test_int16_tensors_exactly_at_chosen_layers(quantized, tmp_path: Path) -> No
     assert len(chosen) == 2
     mixed = mixed_precision.mix(quantized["int8"], quantized["int16"], chosen)
     assert _sixteen_bit_tensors(mixed.content) == set(chosen)
-    assert summarize_tflite(mixed.content, ("int8", "int16", "int32", "int64")).non_integer_ops == []
+    assert summarize_tflite(mixed.content, ("int8", "int16", "int32", "int64")).non_integer_ops == ()
     assert summarize_tflite(mixed.content).non_integer_ops  # int16 is there, so plain int8 rules refuse it
     out = _predict(mixed.content, quantized["images"][:2], tmp_path, "mixed")
     q8 = _predict(quantized["int8"], quantized["images"][:2], tmp_path, "int8")
