@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from edgemnv2.deploy.static_engine import EngineOptions
 
 
-def _engine_options(schedule: str, ram_budget: int | None, patch_split: int | None, tiles: str | None) -> EngineOptions:
+def _engine_options(schedule: str, ram_budget: int | None, patch_split: int | None, tiles: str | None,
+                    kernels: str) -> EngineOptions:
     from edgemnv2.deploy.static_engine import EngineOptions
     from edgemnv2.profile.schedule import parse_grid
 
@@ -24,13 +25,14 @@ def _engine_options(schedule: str, ram_budget: int | None, patch_split: int | No
         raise InputError("give --patch-split and --tiles together (or neither: they are searched)")
     if schedule != "patch" and (patch_split is not None or ram_budget is not None):
         raise InputError("--ram-budget, --patch-split and --tiles go with --schedule patch")
-    return EngineOptions(schedule, ram_budget, patch_split, parse_grid(tiles) if tiles is not None else None)
+    return EngineOptions(schedule, ram_budget, patch_split, parse_grid(tiles) if tiles is not None else None, kernels)
 
 
 def _static_engine(model: Path, out: Path, options: EngineOptions, as_json: bool) -> None:
     from edgemnv2.deploy.static_engine import generate_engine
 
-    result = generate_engine(model, out, options.schedule, options.ram_budget, options.split, options.grid)
+    result = generate_engine(model, out, options.schedule, options.ram_budget, options.split, options.grid,
+                             options.kernels)
     if as_json:
         emit_json(result, json_versions.EXPORT)
         return
@@ -55,6 +57,9 @@ def _static_engine(model: Path, out: Path, options: EngineOptions, as_json: bool
 @click.option("--patch-split", type=click.IntRange(min=1), default=None, metavar="STEP",
               help="--schedule patch: tile the first STEP steps (with --tiles).")
 @click.option("--tiles", default=None, metavar="ROWSxCOLS", help="--schedule patch: the tile grid, e.g. 4x4.")
+@click.option("--kernels", "engine_kernels", type=click.Choice(["portable", "cmsis-nn"]), default="portable",
+              show_default=True, help="--engine static: the project's own C kernels, or Arm's CMSIS-NN (from the TFLite "
+                                      "Micro tree at build time) wherever one fits a layer or tile; both bit-exact.")
 @click.option("--model", "model", required=True, type=READ_FILE,
               help="The .tflite model (int8 for microcontrollers).")
 @output_option("Folder to write the project to.", old=("--out",), required=True)
@@ -73,8 +78,8 @@ def _static_engine(model: Path, out: Path, options: EngineOptions, as_json: bool
                    "host, when RAM allows: auto); 1 is stop-and-wait.")
 @json_option
 def export_cmd(target: str | None, engine: str, schedule: str, ram_budget: int | None, patch_split: int | None,
-               tiles: str | None, model: Path, output: Path, arena_bytes: int | None, board: str | None,
-               labels: Path | None, baud: int, force: bool, input_slots: str, as_json: bool) -> None:
+               tiles: str | None, engine_kernels: str, model: Path, output: Path, arena_bytes: int | None,
+               board: str | None, labels: Path | None, baud: int, force: bool, input_slots: str, as_json: bool) -> None:
     """Render a project for TARGET: firmware sources + model C array + arena + op resolver + build/flash README.
 
     \b
@@ -84,7 +89,9 @@ def export_cmd(target: str | None, engine: str, schedule: str, ram_budget: int |
       edgemnv2 export --engine static --model m.tflite --output engine/ --schedule patch --ram-budget 262144
       edgemnv2 export --engine static --target mps2-an386 --model m.tflite --output fw --schedule inplace
     """
-    options = _engine_options(schedule, ram_budget, patch_split, tiles) if engine == "static" else None
+    if engine != "static" and engine_kernels != "portable":
+        raise InputError("--kernels goes with --engine static (TFLite Micro projects pick kernels at `edgemnv2 build`)")
+    options = _engine_options(schedule, ram_budget, patch_split, tiles, engine_kernels) if engine == "static" else None
     if options is not None and target is None:
         _static_engine(model, output, options, as_json)
         return

@@ -592,7 +592,8 @@ def _finish_emulated(request: ExportRequest, board: Board, facts: ModelFacts, ca
                 "baud": request.baud, "input_slots": slots.slots, "source_dir": "src",
                 "ops": [] if static else list(facts.ops),
                 "operator_count": facts.operator_count,
-                "kernels_default": STATIC_KERNELS if static else spec.kernels_default,
+                "kernels_default": ((STATIC_KERNELS if static.kernels == "portable" else static.kernels) if static
+                                    else spec.kernels_default),
                 "engine": "static" if static else "tflm", "schedule": static.schedule if static else None,
                 "planned_stack_bytes": static.stack_bytes if static else None,
                 "linker_script": f"src/{LINKER_SCRIPT}" if spec.bare_metal else None, "placement": placement,

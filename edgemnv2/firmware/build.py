@@ -170,6 +170,26 @@ def tflm_sources(tflm: Path, ops: list[str], kernels: str) -> list[Path]:
     return core + files
 
 
+# CMSIS-NN source folders the backend's kernels come from (../shared/tflm/third_party/cmsis_nn/Source); the
+# linker's --gc-sections keeps only what is called
+CMSIS_FOLDERS = ("ConvolutionFunctions", "BasicMathFunctions", "NNSupportFunctions", "TransposeFunctions")
+
+
+def cmsis_sources(tflm: Path) -> list[Path]:
+    """The CMSIS-NN C files the backend may call, from a TFLite Micro tree's third_party/cmsis_nn."""
+    root = Path(tflm) / "third_party" / "cmsis_nn"
+    if not (root / "Include" / "arm_nnfunctions.h").is_file():
+        raise ToolMissing(f"{root} has no CMSIS-NN sources: pass the shared TFLite Micro tree (../shared/tflm)")
+    return [p for folder in CMSIS_FOLDERS for p in sorted((root / "Source" / folder).glob("*.c"))]
+
+
+def cmsis_flags(tflm: Path) -> list[str]:
+    """Include paths and defines of a CMSIS-NN build (../shared/tflm/README.md, without TFLite Micro)."""
+    root = Path(tflm) / "third_party"
+    return [f"-I{root / 'cmsis_nn'}", f"-I{root / 'cmsis_nn' / 'Include'}", f"-I{root / 'cmsis'}",
+            f"-I{root / 'cmsis' / 'CMSIS' / 'Core' / 'Include'}", "-DARM_NN_ENABLE_F16=0", "-DARM_NN_ENABLE_F32=0"]
+
+
 # ---------------------------------------------------------------------------------------------- flags
 
 @dataclass(frozen=True)
@@ -287,23 +307,30 @@ def build_project(request: BuildRequest, progress: ProgressFn | None = None) -> 
     kernels = request.kernels or manifest.get("kernels_default") or spec.kernels_default
     if kernels not in KERNEL_SETS:
         raise InputError(f"--kernels must be one of {', '.join(KERNEL_SETS)}, got {kernels!r}")
-    if kernels == "cmsis-nn" and not spec.bare_metal:
+    if kernels == "cmsis-nn" and not spec.bare_metal and manifest.get("engine") != "static":
         raise InputError("CMSIS-NN kernels are Arm code: build the host target with --kernels reference")
     static = manifest.get("engine") == "static"   # the generated engine: no TFLite Micro at all
-    if static and kernels != "reference":
-        raise InputError("the static engine's kernels are portable C: build it with --kernels reference")
+    if static and kernels != manifest.get("kernels_default"):
+        raise InputError(f"this static engine was exported for {manifest.get('kernels_default')} kernels (its plan "
+                         f"depends on them): re-export with --kernels {'cmsis-nn' if kernels == 'cmsis-nn' else 'portable'}")
     if request.jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {request.jobs}")
-    tflm = None if static else resolve_tflm_dir(request.tflm_dir)
+    # the static engine reads the TFLite Micro tree only for CMSIS-NN's sources
+    tflm = resolve_tflm_dir(request.tflm_dir) if not static or kernels == "cmsis-nn" else None
     tools = toolchain(spec.compiler)
     cache = Path(request.cache_dir) if request.cache_dir else default_cache_dir()
     src = project / manifest.get("source_dir", "src")
 
-    common = static_flags(spec) if tflm is None else compile_flags(spec, tflm, kernels)
+    if static:
+        common = static_flags(spec) + (cmsis_flags(tflm) if tflm is not None else [])
+        library = cmsis_sources(tflm) if tflm is not None else []
+    else:
+        common = compile_flags(spec, tflm, kernels)
+        library = tflm_sources(tflm, list(manifest.get("ops", [])), kernels)
     tflm_headers = "" if tflm is None else _tree_fingerprint(tflm)
     project_headers = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(src.glob("*.h")))).hexdigest()
     units = []
-    for source in [] if tflm is None else tflm_sources(tflm, list(manifest.get("ops", [])), kernels):
+    for source in library:
         argv = [tools.cc if source.suffix == ".c" else tools.cxx, *_language_flags(source), _opt_level(spec, source),
                 *common, "-c", str(source)]
         units.append(_unit(source, argv, tools.version, tflm_headers, cache))

@@ -30,6 +30,8 @@ from edgemnv2.errors import InputError, ModelError
 from edgemnv2.profile.opgraph import Op, OpGraph, read_opgraph, same_padding
 
 SCHEDULES = ("tflm", "inplace", "patch")
+KERNEL_SETS = ("portable", "cmsis-nn")   # the static engine's kernels: its own C, or Arm's CMSIS-NN where one fits
+_CH_IN_BLOCK_MVE = 124                   # CMSIS-NN's depthwise channel block with MVE (arm_nnsupportfunctions.h)
 ALIGNMENT = 4            # every static-engine buffer starts on a 32-bit word
 MAX_TILES_PER_SIDE = 8
 DEFAULT_MAX_EXTRA_MACS = 0.15   # `patch` without a budget: the lowest peak within this many extra MACs
@@ -53,6 +55,8 @@ class Step:
     pad: tuple[int, int] = (0, 0)   # leading padding (top, left) in the step's input coordinates
     macs_per_pixel: int = 0         # MACs per output pixel (all output channels); fully connected: total
     name: str = ""
+    kernels: str = "portable"       # portable | cmsis-nn: the kernel library the engine calls
+    kernel_scratch: int = 0         # bytes of scratch a CMSIS-NN kernel needs (planned in the arena)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,11 @@ class Schedule:
     notes: tuple[str, ...] = ()
     stack_bytes: int = 0           # the static engine's stack on `stack_target` (engine_stack.toml); 0 for tflm
     stack_target: str = ""
+
+    @property
+    def kernels(self) -> str:
+        """The static engine's kernel library the plan was made for."""
+        return self.steps[0].kernels if self.steps and self.kind != "tflm" else "portable"
 
     @property
     def ram_bytes(self) -> int:
@@ -180,8 +189,25 @@ def _fusable_pad(g: OpGraph, op: Op, consumers: list[int]) -> bool:
     return True
 
 
-def build_steps(g: OpGraph) -> tuple[Step, ...]:
-    """The static engine's call sequence, in graph order, with PADs fused where exact."""
+def cmsis_scratch(kind: str, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+                  pad: tuple[int, int], in_c: int, out_c: int) -> int:
+    """Bytes of the buffer CMSIS-NN's conv/depthwise wrapper asks for (its *_get_buffer_size), the largest over
+    its Cortex-M4 (DSP), Cortex-M55 (MVE) and plain-C code paths, so one plan serves every target."""
+    kh, kw = kernel
+    cols = kh * kw * in_c
+    if kind == "conv":
+        return max(2 * (-(-cols // 4) * 4) * 2, 4 * (-(-cols // 16)) * 16)
+    if kind == "depthwise" and in_c == out_c and dilation == (1, 1):
+        dsp = 0 if (kh, kw) == (3, 3) and max(pad) <= 1 else in_c * kh * kw * 2
+        return max(dsp, 4 * _CH_IN_BLOCK_MVE * kh * kw)
+    return 0
+
+
+def build_steps(g: OpGraph, kernels: str = "portable") -> tuple[Step, ...]:
+    """The static engine's call sequence, in graph order, with PADs fused where exact; `kernels` says which
+    kernel library runs it (CMSIS-NN kernels need scratch and never run in place)."""
+    if kernels not in KERNEL_SETS:
+        raise InputError(f"unknown kernel set {kernels!r}: choose {', '.join(KERNEL_SETS)}")
     fused: dict[int, Op] = {}      # consumer op -> the PAD fused into it
     skip: set[int] = set()
     for op in g.ops:
@@ -204,7 +230,7 @@ def build_steps(g: OpGraph) -> tuple[Step, ...]:
         kind = {"ADD": "add", "QUANTIZE": "quantize", "MEAN": "mean", "FULLY_CONNECTED": "fully_connected",
                 "SOFTMAX": "softmax", "RESHAPE": "reshape", "SQUEEZE": "reshape", "PAD": "pad",
                 "PADV2": "pad"}.get(op.name, "other")
-        common = dict(index=len(steps), ops=ops, inputs=tuple(ins), output=out, name=name)
+        common = dict(index=len(steps), ops=ops, inputs=tuple(ins), output=out, name=name, kernels=kernels)
         if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             in_shape = g.tensors[ins[0]].shape
             kh, kw = op.kernel
@@ -221,8 +247,10 @@ def build_steps(g: OpGraph) -> tuple[Step, ...]:
                 mpp = out_t.shape[3] * kh * kw * in_shape[3]
                 pointwise = (kh, kw) == (1, 1) and op.stride == (1, 1) and pad == (0, 0)
                 kind = "pointwise" if pointwise else "conv"
+            scratch = (cmsis_scratch(kind, op.kernel, op.stride, op.dilation, pad, in_shape[3], out_t.shape[3])
+                       if kernels == "cmsis-nn" else 0)
             steps.append(Step(kind=kind, kernel=op.kernel, stride=op.stride, dilation=op.dilation, pad=pad,
-                              macs_per_pixel=mpp, **common))
+                              macs_per_pixel=mpp, kernel_scratch=scratch, **common))
         elif op.name == "FULLY_CONNECTED":
             w = g.tensors[op.inputs[1]].shape
             batch = out_t.elements // max(1, w[0])
@@ -325,8 +353,8 @@ def inplace_kind(g: OpGraph, step: Step, last: dict[int, int]) -> tuple[int, int
     """(input tensor the output overwrites, scratch bytes) when `step` can run in place, else None."""
     out = g.tensors[step.output]
     dying = [t for t in step.inputs if last.get(t) == step.index and t not in g.outputs]
-    if not dying:
-        return None
+    if not dying or (step.kernels == "cmsis-nn" and step.kind in ("depthwise", "pointwise")):
+        return None   # CMSIS-NN's conv kernels write a dense output buffer of their own
     if step.kind == "depthwise" and step.inputs[0] in dying:
         src = g.tensors[step.inputs[0]]
         if src.shape[3] == out.shape[3] and src.itemsize == out.itemsize:
@@ -358,6 +386,9 @@ def _add_output(groups: list[_Group], group_of: dict[int, int], scratch_of: dict
         group_of[out] = len(groups)
         groups.append(_Group(name, [out], {}))
         groups[-1].add(step.index, last, size)
+        if step.kernel_scratch:
+            scratch_of[step.index] = len(groups)
+            groups.append(_Group(f"scratch:{step.name}", [], {step.index: step.kernel_scratch}))
         return
     k = group_of[src]
     groups[k].tensors.append(out)
@@ -557,7 +588,10 @@ def _tile_plan(g: OpGraph, steps: tuple[Step, ...], split: int, grid: tuple[int,
 
     for s in steps[:split]:
         out = s.output
-        if out in external:
+        if out in external:   # written in place into the split tensor; a CMSIS-NN kernel still needs its scratch
+            if s.kernel_scratch:
+                scratch_of[s.index] = len(groups)
+                groups.append(_Group(f"scratch:{s.name}", [], {s.index: s.kernel_scratch}))
             continue
         hit = inplace_kind(g, s, last)
         if hit is not None and hit[0] in group_of and (
@@ -680,32 +714,35 @@ def parse_grid(text: str) -> tuple[int, int]:
 
 def plan_schedule(model: bytes | Path | str, kind: str, ram_budget: int | None = None,
                   split: int | None = None, grid: tuple[int, int] | None = None,
-                  graph: OpGraph | None = None, stack_target: str = DEFAULT_STACK_TARGET) -> Schedule:
+                  graph: OpGraph | None = None, stack_target: str = DEFAULT_STACK_TARGET,
+                  kernels: str = "portable") -> Schedule:
     """One schedule of `model`: "tflm", "inplace", "patch" (auto split/grid unless both given) or "auto"
     (the first of tflm, inplace, patch whose peak fits `ram_budget`; without a budget, the lowest peak).
-    A static schedule's `stack_bytes` is the engine's stack on build target `stack_target`."""
-    s = _plan(model, kind, ram_budget, split, grid, graph)
+    A static schedule's `stack_bytes` is the engine's stack on build target `stack_target`; `kernels` is the
+    static engine's kernel library (CMSIS-NN: no in-place conv kernels, their scratch in the arena)."""
+    s = _plan(model, kind, ram_budget, split, grid, graph, kernels)
     if s.kind != "tflm" and stack_target != s.stack_target:
         s = replace(s, stack_bytes=engine_stack_bytes(s.kind, s.steps, s.inplace_steps, stack_target), stack_target=stack_target)
     return s
 
 
 def _plan(model: bytes | Path | str, kind: str, ram_budget: int | None, split: int | None,
-          grid: tuple[int, int] | None, graph: OpGraph | None) -> Schedule:
+          grid: tuple[int, int] | None, graph: OpGraph | None, kernels: str) -> Schedule:
     g = graph or read_opgraph(model)
     data = model if isinstance(model, bytes) else Path(model).read_bytes()
     if kind == "tflm":
         return plan_tflm(data, g)
+    steps = build_steps(g, kernels)
     if kind == "inplace":
-        return plan_inplace(g)
+        return plan_inplace(g, steps)
     if kind == "patch":
         if (split is None) != (grid is None):
             raise InputError("give both the split step and the tile grid, or neither (chosen automatically)")
         if split is not None and grid is not None:
-            return plan_patch_at(g, split, grid)
-        return plan_patch(g, ram_budget)
+            return plan_patch_at(g, split, grid, steps)
+        return plan_patch(g, ram_budget, steps)
     if kind == "auto":
-        options = [plan_tflm(data, g), plan_inplace(g), plan_patch(g, ram_budget)]
+        options = [plan_tflm(data, g), plan_inplace(g, steps), plan_patch(g, ram_budget, steps)]
         if ram_budget is not None:
             for s in options:
                 if s.peak_bytes <= ram_budget:

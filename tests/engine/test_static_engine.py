@@ -42,23 +42,26 @@ def test_tiny_model_uses_every_kernel(tiny_mnv2: Path):
     assert {"conv", "depthwise", "pointwise", "add", "mean", "fully_connected", "softmax"} <= {s.kind for s in steps}
 
 
+@pytest.mark.parametrize("kernels", ["portable", "cmsis-nn"])
 @pytest.mark.parametrize("schedule, options", [
     ("inplace", {}),
     ("patch", {}),
     ("patch", {"split": "last", "grid": (2, 3)}),
     ("patch", {"split": "first", "grid": (4, 4)}),
 ])
-def test_bit_exact_with_tflm(tiny_mnv2: Path, tiny_io, tmp_path: Path, schedule: str, options: dict):
+def test_bit_exact_with_tflm(tiny_mnv2: Path, tiny_io, tmp_path: Path, schedule: str, options: dict, kernels: str):
+    """Both kernel libraries; CMSIS-NN (its plain-C paths on the host) also in tiles and row by row."""
     inputs, reference = tiny_io
     if "split" in options:
         g = read_opgraph(tiny_mnv2)
         points = split_points(g, build_steps(g))
         options = {**options, "split": points[-1] if options["split"] == "last" else points[0]}
-    report = check_bit_exact(tiny_mnv2, inputs, schedule, work=tmp_path, reference=reference, **options)
+    report = check_bit_exact(tiny_mnv2, inputs, schedule, work=tmp_path, reference=reference, kernels=kernels,
+                             **options)
     assert report.inputs == 6 and report.mismatched_inputs == 0 and report.max_abs_diff == 0
     assert len(np.unique(reference, axis=0)) > 1      # the images give different outputs: a real comparison
     assert report.arena_bytes == report.peak_bytes == plan_schedule(tiny_mnv2, schedule, None, options.get("split"),
-                                                                    options.get("grid")).peak_bytes
+                                                                    options.get("grid"), kernels=kernels).peak_bytes
 
 
 def test_generated_sources_are_self_contained(tiny_mnv2: Path, tmp_path: Path):
