@@ -29,7 +29,7 @@ from edgemnv2 import atomic
 from edgemnv2.deploy.boards import Board, resolve_board
 from edgemnv2.errors import InputError, ModelError
 from edgemnv2.resources import data_file, templates_root
-from edgemnv2.tflite import Graph, load_graph
+from edgemnv2.tflite import Graph, Tensor, load_graph
 
 if TYPE_CHECKING:
     from edgemnv2.deploy.static_engine import EngineOptions
@@ -54,17 +54,6 @@ _PROTOCOL_DTYPES = {"int8": "EMN_DTYPE_INT8", "uint8": "EMN_DTYPE_UINT8", "int16
 
 
 @dataclass(frozen=True)
-class TensorFacts:
-    name: str
-    dtype: str
-    c_dtype: str
-    shape: tuple[int, ...]
-    scale: float
-    zero_point: int
-    nbytes: int
-
-
-@dataclass(frozen=True)
 class ModelFacts:
     """What the firmware needs to know about a .tflite file, read with the `tflite` flatbuffer parser."""
 
@@ -74,8 +63,8 @@ class ModelFacts:
     ops: tuple[str, ...]          # builtin op names, in order of first use
     operator_count: int           # operators in the graph: the firmware times each one
     custom_ops: tuple[str, ...]
-    input: TensorFacts
-    output: TensorFacts
+    input: Tensor                 # the graph's own tensors, checked to go over the wire with static shapes
+    output: Tensor
     float_ops: tuple[str, ...] = ()  # "OP#index" of ops computing in floating point (not I/O QUANTIZE/DEQUANTIZE)
 
 
@@ -114,7 +103,7 @@ class FirmwareExport:
 
 # ---------------------------------------------------------------------------------------------- model facts
 
-def _tensor(graph: Graph, index: int, model_path: Path, role: str) -> TensorFacts:
+def _tensor(graph: Graph, index: int, model_path: Path, role: str) -> Tensor:
     tensor = graph.tensors[index]
     if tensor.dtype.name not in _PROTOCOL_DTYPES:
         raise ModelError(f"{model_path}: {role} tensor type {tensor.dtype.name} cannot be sent over the serial "
@@ -124,9 +113,7 @@ def _tensor(graph: Graph, index: int, model_path: Path, role: str) -> TensorFact
     if any(d < 0 for d in signature[1:]) or any(d <= 0 for d in shape):
         raise ModelError(f"{model_path}: {role} shape {signature or list(shape)} is dynamic; "
                          "microcontrollers need static shapes (convert with a fixed input size)")
-    return TensorFacts(name=tensor.name, dtype=tensor.dtype.name, c_dtype=_PROTOCOL_DTYPES[tensor.dtype.name],
-                       shape=shape, scale=tensor.scale, zero_point=tensor.zero_point,
-                       nbytes=math.prod(shape) * tensor.dtype.itemsize)
+    return tensor
 
 
 def inspect_model(model_path: Path) -> ModelFacts:
@@ -260,8 +247,8 @@ def render_config(facts: ModelFacts, board: Board, arena_bytes: int, baud: int, 
     """edgemnv2_config.h: every fact the portable firmware compiles in."""
     digest = ",".join(f"0x{b:02x}" for b in bytes.fromhex(facts.sha256))
 
-    def tensor_lines(prefix: str, t: TensorFacts) -> list[str]:
-        return [f"#define EDGEMNV2_{prefix}_DTYPE {t.c_dtype}",
+    def tensor_lines(prefix: str, t: Tensor) -> list[str]:
+        return [f"#define EDGEMNV2_{prefix}_DTYPE {_PROTOCOL_DTYPES[t.dtype.name]}",
                 f"#define EDGEMNV2_{prefix}_DIMS {{{', '.join(f'{d}u' for d in t.shape)}}}",
                 f"#define EDGEMNV2_{prefix}_SCALE {_c_float(t.scale)}",
                 f"#define EDGEMNV2_{prefix}_ZERO_POINT ({t.zero_point})",
@@ -278,9 +265,9 @@ def render_config(facts: ModelFacts, board: Board, arena_bytes: int, baud: int, 
              f"#define EDGEMNV2_LAYER_COUNT {max(facts.operator_count, 1)}u",
              f"/* sha256 {facts.sha256} */",
              f"#define EDGEMNV2_MODEL_SHA256_BYTES {{{digest}}}", "",
-             f"/* input {facts.input.name!r} {list(facts.input.shape)} {facts.input.dtype} */",
+             f"/* input {facts.input.name!r} {list(facts.input.shape)} {facts.input.dtype.name} */",
              *tensor_lines("INPUT", facts.input), "",
-             f"/* output {facts.output.name!r} {list(facts.output.shape)} {facts.output.dtype} */",
+             f"/* output {facts.output.name!r} {list(facts.output.shape)} {facts.output.dtype.name} */",
              *tensor_lines("OUTPUT", facts.output), ""]
     lines += extra
     lines += ["", "#endif /* EDGEMNV2_CONFIG_H_ */", ""]
@@ -609,8 +596,8 @@ def _finish_emulated(request: ExportRequest, board: Board, facts: ModelFacts, ca
              "board-sim prints).", "",
              "| | |", "| --- | --- |",
              f"| model | `{facts.path.name}`, {facts.size_bytes} bytes, sha256 `{facts.sha256[:16]}…` |",
-             f"| input | {facts.input.dtype} {list(facts.input.shape)} |",
-             f"| output | {facts.output.dtype} {list(facts.output.shape)} |",
+             f"| input | {facts.input.dtype.name} {list(facts.input.shape)} |",
+             f"| output | {facts.output.dtype.name} {list(facts.output.shape)} |",
              f"| tensor arena | {arena} bytes ({_ARENA_SOURCES.get(arena_source, arena_source)}) |",
              f"| input slots | {slots.slots}: {slots.reason} |"]
     if static:
@@ -687,9 +674,9 @@ def _firmware_readme(request: ExportRequest, board: Board, facts: ModelFacts, ar
              "compares every output with a host run.", "",
              "| | |", "| --- | --- |",
              f"| model | `{facts.path.name}`, {facts.size_bytes} bytes, sha256 `{facts.sha256[:16]}…` |",
-             f"| input | {facts.input.dtype} {list(facts.input.shape)}, scale {facts.input.scale:.6g}, "
+             f"| input | {facts.input.dtype.name} {list(facts.input.shape)}, scale {facts.input.scale:.6g}, "
              f"zero point {facts.input.zero_point} |",
-             f"| output | {facts.output.dtype} {list(facts.output.shape)} |",
+             f"| output | {facts.output.dtype.name} {list(facts.output.shape)} |",
              f"| tensor arena | {arena} bytes ({'planned peak + 10 %' if arena_source == 'planned' else 'given with --arena-bytes'}) |",
              f"| ops ({len(calls)}) | {ops} |",
              f"| board | {board.title}: {board.mcu} {board.core} at {board.cpu_hz / 1e6:g} MHz, "
@@ -744,8 +731,8 @@ def _agent_readme(facts: ModelFacts, run: str) -> str:
         "board key of `edgemnv2 devices`):", "",
         "```", "python3 -m pip install numpy pyserial ai-edge-litert   # or tflite-runtime", run, "```", "",
         "`python3 agent.py --help` lists the options (serial device, baud, runtime).",
-        f"Model: {facts.size_bytes} bytes, sha256 `{facts.sha256}`, input {facts.input.dtype} "
-        f"{list(facts.input.shape)}, output {facts.output.dtype} {list(facts.output.shape)}.", ""])
+        f"Model: {facts.size_bytes} bytes, sha256 `{facts.sha256}`, input {facts.input.dtype.name} "
+        f"{list(facts.input.shape)}, output {facts.output.dtype.name} {list(facts.output.shape)}.", ""])
 
 
 def _render_phone(request: ExportRequest) -> Any:

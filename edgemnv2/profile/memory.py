@@ -104,25 +104,12 @@ class _Tensor:
 
 
 @dataclass(frozen=True)
-class _Op:
-    name: str
-    inputs: tuple[int, ...]
-    outputs: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class _Model:
+    """The graph, with the planner's view of each of its tensors worked out once."""
+
+    graph: Graph
     tensors: tuple[_Tensor, ...]
-    ops: tuple[_Op, ...]
-    inputs: tuple[int, ...]
-    outputs: tuple[int, ...]
-    filter_shapes: dict[int, tuple[int, ...]]   # op index -> shape of input 1
-    output_elements: dict[int, int]             # op index -> elements of output 0
-    input_types: dict[int, str]                 # op index -> dtype name of input 0
     offline_offsets: tuple[int, ...] | None
-    extra_subgraph_tensors: int                 # tensors of subgraphs other than 0 (eval tensors only)
-    extra_subgraph_ops: int
-    subgraphs: int
 
 
 @lru_cache(maxsize=1)
@@ -144,23 +131,7 @@ def _planner_model(graph: Graph) -> _Model:
     tensors = tuple(_Tensor(bytes=math.prod(t.shape) * t.dtype.itemsize, constant=t.constant, variable=t.is_variable,
                             channels=len(t.quantization.scale) if t.quantized and t.quantization.zero_point else 0,
                             name=t.name) for t in graph.tensors)
-    ops, filter_shapes, output_elements, input_types = [], {}, {}, {}
-    for i, op in enumerate(graph.ops):
-        ops.append(_Op(op.name, op.inputs, op.outputs))
-        if len(op.inputs) > 1 and op.inputs[1] >= 0:
-            filter_shapes[i] = graph.tensors[op.inputs[1]].shape
-        if op.inputs and op.inputs[0] >= 0:
-            input_types[i] = graph.tensors[op.inputs[0]].dtype.name
-        if op.outputs:
-            output_elements[i] = math.prod(graph.tensors[op.outputs[0]].shape)
-    others = graph.subgraphs[1:]
-    return _Model(
-        tensors=tensors, ops=tuple(ops), inputs=graph.inputs, outputs=graph.outputs,
-        filter_shapes=filter_shapes, output_elements=output_elements, input_types=input_types,
-        offline_offsets=_offline_offsets(graph, len(tensors)),
-        extra_subgraph_tensors=sum(len(s.tensors) for s in others), extra_subgraph_ops=sum(len(s.ops) for s in others),
-        subgraphs=len(graph.subgraphs),
-    )
+    return _Model(graph=graph, tensors=tensors, offline_offsets=_offline_offsets(graph, len(tensors)))
 
 
 def _offline_offsets(graph: Graph, tensor_count: int) -> tuple[int, ...] | None:
@@ -186,10 +157,10 @@ def _lifetimes(m: _Model) -> list[tuple[str, int, int, int, int, int]]:
     """
     first = [-1] * len(m.tensors)
     last = [-1] * len(m.tensors)
-    for t in m.inputs + m.outputs:
+    for t in m.graph.inputs + m.graph.outputs:
         first[t] = last[t] = 0
     scratch: list[tuple[str, int, int, int]] = []
-    for i, op in enumerate(m.ops):
+    for i, op in enumerate(m.graph.ops):
         scope = i + 1
         for t in op.outputs:
             first[t] = last[t] = scope
@@ -201,8 +172,8 @@ def _lifetimes(m: _Model) -> list[tuple[str, int, int, int, int, int]]:
         size = _scratch_bytes(m, i)
         if size:
             scratch.append((f"scratch:{op.name}#{i}", size, scope, scope))
-    end = len(m.ops)
-    for t in m.outputs:
+    end = len(m.graph.ops)
+    for t in m.graph.outputs:
         last[t] = end
 
     entries = []
@@ -217,10 +188,11 @@ def _lifetimes(m: _Model) -> list[tuple[str, int, int, int, int, int]]:
 
 
 def _scratch_bytes(m: _Model, op_index: int) -> int:
-    kernel = kernel_table().get(m.ops[op_index].name, {})
-    if kernel.get("scratch") == "output_int32" and m.input_types.get(op_index) in ("uint8", "int16", "int8"):
-        return m.output_elements.get(op_index, 0) * 4
-    return 0
+    op = m.graph.ops[op_index]
+    if kernel_table().get(op.name, {}).get("scratch") != "output_int32" or not op.outputs or not op.inputs \
+            or op.inputs[0] < 0 or m.graph.tensors[op.inputs[0]].dtype.name not in ("uint8", "int16", "int8"):
+        return 0
+    return math.prod(m.graph.tensors[op.outputs[0]].shape) * 4
 
 
 def greedy_offsets(sizes: list[int], firsts: list[int], lasts: list[int],
@@ -271,7 +243,7 @@ def _plan_head(m: _Model, alignment: int = BUFFER_ALIGNMENT) -> tuple[int, list[
 
 
 def _timeline(m: _Model, buffers: list[PlannedBuffer]) -> list[int]:
-    return [sum(b.bytes for b in buffers if b.first_op <= i <= b.last_op) for i in range(len(m.ops))]
+    return [sum(b.bytes for b in buffers if b.first_op <= i <= b.last_op) for i in range(len(m.graph.ops))]
 
 
 # ---------------------------------------------------------------------------------------------- tail
@@ -298,17 +270,19 @@ def _plan_tail(m: _Model) -> tuple[_Tail, list[str]]:
     tail.allocate("runtime objects", _RUNTIME_OBJECTS, 8)
     # MicroAllocator::StartModelAllocation
     tail.allocate("runtime objects", *_BUILTIN_DATA_ALLOCATOR)
-    tail.allocate("runtime objects", _SUBGRAPH_ALLOCATIONS[0] * m.subgraphs, _SUBGRAPH_ALLOCATIONS[1])
+    others = m.graph.subgraphs[1:]   # their eval tensors and nodes only
+    extra_tensors, extra_ops = sum(len(s.tensors) for s in others), sum(len(s.ops) for s in others)
+    tail.allocate("runtime objects", _SUBGRAPH_ALLOCATIONS[0] * len(m.graph.subgraphs), _SUBGRAPH_ALLOCATIONS[1])
     tail.allocate("TfLiteEvalTensor", _EVAL_TENSOR[0] * len(m.tensors), _EVAL_TENSOR[1])
-    if m.extra_subgraph_tensors:
-        tail.allocate("TfLiteEvalTensor", _EVAL_TENSOR[0] * m.extra_subgraph_tensors, _EVAL_TENSOR[1])
-    tail.allocate("NodeAndRegistration", _NODE_AND_REGISTRATION[0] * len(m.ops), _NODE_AND_REGISTRATION[1])
-    if m.extra_subgraph_ops:
-        tail.allocate("NodeAndRegistration", _NODE_AND_REGISTRATION[0] * m.extra_subgraph_ops,
+    if extra_tensors:
+        tail.allocate("TfLiteEvalTensor", _EVAL_TENSOR[0] * extra_tensors, _EVAL_TENSOR[1])
+    tail.allocate("NodeAndRegistration", _NODE_AND_REGISTRATION[0] * len(m.graph.ops), _NODE_AND_REGISTRATION[1])
+    if extra_ops:
+        tail.allocate("NodeAndRegistration", _NODE_AND_REGISTRATION[0] * extra_ops,
                       _NODE_AND_REGISTRATION[1])
 
     kernels = []
-    for op in m.ops:
+    for op in m.graph.ops:
         kernel = table.get(op.name)
         if kernel is None:
             unknown.append(op.name)
@@ -325,7 +299,8 @@ def _plan_tail(m: _Model) -> tuple[_Tail, list[str]]:
     for i, kernel in enumerate(kernels):
         arrays = kernel.get("per_channel_arrays", 0)
         if arrays:
-            shape = m.filter_shapes.get(i, ())
+            inputs = m.graph.ops[i].inputs
+            shape = m.graph.tensors[inputs[1]].shape if len(inputs) > 1 and inputs[1] >= 0 else ()
             dim = kernel.get("channel_dim", 0)
             channels = shape[dim] if len(shape) > dim else 0
             for _ in range(arrays):
@@ -338,7 +313,7 @@ def _plan_tail(m: _Model) -> tuple[_Tail, list[str]]:
         if tensor.variable:
             tail.allocate("variable tensors", tensor.bytes, BUFFER_ALIGNMENT)
     # MicroInterpreter::AllocateTensors: TfLiteTensor pointer arrays and full tensors for inputs/outputs.
-    for ids in (m.inputs, m.outputs):
+    for ids in (m.graph.inputs, m.graph.outputs):
         tail.allocate("graph I/O TfLiteTensors", _POINTER * len(ids), BUFFER_ALIGNMENT)
         for t in ids:
             tail.allocate("graph I/O TfLiteTensors", *_TFLITE_TENSOR)
@@ -360,7 +335,7 @@ def plan_arena(model: bytes | Path) -> ArenaPlan:
         nonpersistent_bytes=head,
         persistent_bytes=persistent,
         timeline=_timeline(m, buffers),
-        op_names=[op.name for op in m.ops],
+        op_names=[op.name for op in m.graph.ops],
         persistent_breakdown=dict(tail.sections),
         scratch_bytes=max((b.bytes for b in buffers if b.tensor == -1), default=0),
         buffers=buffers,

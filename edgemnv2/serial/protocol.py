@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import zlib
-from typing import ClassVar, Union
+from typing import ClassVar, Self, Union
 
 PROTOCOL_VERSION = 1
 HEADER_BYTES = 2  # version, type
@@ -257,6 +257,23 @@ class _Reader:
             raise ProtocolViolation(f"{len(self.data) - self.pos} unexpected trailing bytes")
 
 
+class _Fixed:
+    """A message whose payload is its fields in order, in one struct layout (`LAYOUT`, little-endian; empty
+    for a message without fields), so its pack and unpack are written once."""
+
+    LAYOUT: ClassVar[str] = ""
+
+    def pack(self) -> bytes:
+        return struct.pack("<" + self.LAYOUT, *(getattr(self, f.name) for f in dataclasses.fields(self)))
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> Self:
+        r = _Reader(payload)
+        values = r.take("<" + cls.LAYOUT)
+        r.end()
+        return cls(*values)
+
+
 @dataclasses.dataclass(frozen=True)
 class TensorDesc:
     """Shape, element type and affine quantization of the model's input or output tensor."""
@@ -315,34 +332,17 @@ class Hello:
 
 
 @dataclasses.dataclass(frozen=True)
-class Ping:
+class Ping(_Fixed):
     TYPE: ClassVar[int] = PING
+    LAYOUT: ClassVar[str] = "I"
     token: int
-
-    def pack(self) -> bytes:
-        return struct.pack("<I", self.token)
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "Ping":
-        r = _Reader(payload)
-        (token,) = r.take("<I")
-        r.end()
-        return cls(token)
 
 
 @dataclasses.dataclass(frozen=True)
-class Reset:
+class Reset(_Fixed):
     """Host asks the board to restart; the board answers with INFO carrying a new boot nonce."""
 
     TYPE: ClassVar[int] = RESET
-
-    def pack(self) -> bytes:
-        return b""
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "Reset":
-        _Reader(payload).end()
-        return cls()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,21 +366,12 @@ class Input:
 
 
 @dataclasses.dataclass(frozen=True)
-class GetResult:
+class GetResult(_Fixed):
     """Host asks the board to send the RESULT for `id` again (the first copy was lost)."""
 
     TYPE: ClassVar[int] = GET_RESULT
+    LAYOUT: ClassVar[str] = "I"
     id: int
-
-    def pack(self) -> bytes:
-        return struct.pack("<I", self.id)
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "GetResult":
-        r = _Reader(payload)
-        (ident,) = r.take("<I")
-        r.end()
-        return cls(ident)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,22 +413,13 @@ class Info:
 
 
 @dataclasses.dataclass(frozen=True)
-class Ack:
+class Ack(_Fixed):
     """Cumulative acknowledgement: the board holds bytes [0, next_offset) of input `id`."""
 
     TYPE: ClassVar[int] = ACK
+    LAYOUT: ClassVar[str] = "II"
     id: int
     next_offset: int
-
-    def pack(self) -> bytes:
-        return struct.pack("<II", self.id, self.next_offset)
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "Ack":
-        r = _Reader(payload)
-        ident, offset = r.take("<II")
-        r.end()
-        return cls(ident, offset)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -505,43 +487,27 @@ class Error:
 
 
 @dataclasses.dataclass(frozen=True)
-class Pong:
+class Pong(_Fixed):
     TYPE: ClassVar[int] = PONG
+    LAYOUT: ClassVar[str] = "II"
     token: int
     boot_nonce: int
 
-    def pack(self) -> bytes:
-        return struct.pack("<II", self.token, self.boot_nonce)
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "Pong":
-        r = _Reader(payload)
-        token, nonce = r.take("<II")
-        r.end()
-        return cls(token, nonce)
-
 
 @dataclasses.dataclass(frozen=True)
-class GetMemory:
+class GetMemory(_Fixed):
     """Host asks for the RAM the board measured (boards whose INFO sets FLAG_MEMORY)."""
 
     TYPE: ClassVar[int] = GET_MEMORY
 
-    def pack(self) -> bytes:
-        return b""
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "GetMemory":
-        _Reader(payload).end()
-        return cls()
-
 
 @dataclasses.dataclass(frozen=True)
-class Memory:
+class Memory(_Fixed):
     """RAM measured on the board: the arena and the stack were painted with a pattern and the high-water
     marks read back, so these are what ran, not what was planned."""
 
     TYPE: ClassVar[int] = MEMORY
+    LAYOUT: ClassVar[str] = "7I"
     boot_nonce: int
     arena_bytes: int  # the static arena
     arena_peak: int  # highest arena byte written + 1, over every inference since boot
@@ -549,17 +515,6 @@ class Memory:
     stack_boot_peak: int  # deepest stack of the whole firmware since boot
     stack_region: int  # bytes of stack painted and checked
     inferences: int  # inferences the peaks cover
-
-    def pack(self) -> bytes:
-        return struct.pack("<7I", self.boot_nonce, self.arena_bytes, self.arena_peak, self.stack_peak,
-                           self.stack_boot_peak, self.stack_region, self.inferences)
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "Memory":
-        r = _Reader(payload)
-        fields = r.take("<7I")
-        r.end()
-        return cls(*fields)
 
 
 Message = Union[Hello, Ping, Reset, Input, GetResult, GetMemory, Info, Ack, Result, Error, Pong, Memory]

@@ -27,8 +27,6 @@ static const uint32_t g_input_dims[] = EDGEMNV2_INPUT_DIMS;
 static const uint32_t g_output_dims[] = EDGEMNV2_OUTPUT_DIMS;
 
 static emn_app g_app;
-static emn_app_config g_cfg;
-static emn_app_ops g_ops;
 static int g_model_ok;
 static const char *g_model_error = "model not initialised";
 
@@ -76,50 +74,47 @@ static int op_memory(void *ctx, emn_memory *m) {
 #endif
 static uint32_t op_entropy(void *ctx) { (void)ctx; return emn_board_entropy() ^ (uint32_t)emn_board_cycles(); }
 
-static void describe(emn_tensor_desc *t, uint8_t dtype, const uint32_t *dims, uint8_t rank, float scale, int32_t zp) {
-  uint8_t i;
-  t->dtype = dtype;
-  t->rank = rank;
-  for (i = 0; i < rank && i < EMN_MAX_RANK; ++i) t->dims[i] = dims[i];
-  t->scale = scale;
-  t->zero_point = zp;
-}
+/* Every setting is known when the project is generated: both tables are constants (in flash). */
+static const emn_app_ops g_ops = {
+    .write = op_write,
+    .input_buffer = op_input,
+    .invoke = op_invoke,
+    .cycles = op_cycles,
+    .micros = op_micros,
+    .entropy = op_entropy,
+    .layer_times = op_layer_times,
+#ifdef EDGEMNV2_MEASURES_RAM
+    .memory = op_memory,
+#endif
+};
+
+static const emn_app_config g_cfg = {
+    .board_name = EDGEMNV2_BOARD_NAME,
+    .runtime = EDGEMNV2_RUNTIME,
+    .cpu_hz = EDGEMNV2_CPU_HZ,
+    .arena_bytes = EDGEMNV2_ARENA_BYTES,
+    .max_payload = EDGEMNV2_MAX_PAYLOAD,
+    .window = EDGEMNV2_WINDOW,
+    .model_sha256 = g_model_sha256,
+    .input = {EDGEMNV2_INPUT_DTYPE, (uint8_t)(sizeof g_input_dims / sizeof g_input_dims[0]), EDGEMNV2_INPUT_DIMS,
+              EDGEMNV2_INPUT_SCALE, EDGEMNV2_INPUT_ZERO_POINT},
+    .output = {EDGEMNV2_OUTPUT_DTYPE, (uint8_t)(sizeof g_output_dims / sizeof g_output_dims[0]), EDGEMNV2_OUTPUT_DIMS,
+               EDGEMNV2_OUTPUT_SCALE, EDGEMNV2_OUTPUT_ZERO_POINT},
+    .rx_frame = g_rx_frame,
+    .rx_frame_cap = sizeof g_rx_frame,
+    .tx = g_tx,
+    .tx_cap = sizeof g_tx,
+    .result_frame = g_result,
+    .result_cap = sizeof g_result,
+#if EDGEMNV2_INPUT_SLOTS > 1
+    .spare_input = g_spare_input,
+    .spare_result = g_spare_result,
+#endif
+};
 
 void emn_firmware_start(void) {
   emn_board_init(EDGEMNV2_BAUD);
   g_model_ok = emn_model_init(&g_model_error) == 0;
-  g_ops.ctx = 0;
-  g_ops.write = op_write;
-  g_ops.input_buffer = op_input;
-  g_ops.invoke = op_invoke;
-  g_ops.cycles = op_cycles;
-  g_ops.micros = op_micros;
-  g_ops.entropy = op_entropy;
-  g_ops.layer_times = op_layer_times;
-#ifdef EDGEMNV2_MEASURES_RAM
-  g_ops.memory = op_memory;
-#endif
-  g_cfg.board_name = EDGEMNV2_BOARD_NAME;
-  g_cfg.runtime = EDGEMNV2_RUNTIME;
-  g_cfg.cpu_hz = EDGEMNV2_CPU_HZ;
-  g_cfg.arena_bytes = EDGEMNV2_ARENA_BYTES;
-  g_cfg.max_payload = EDGEMNV2_MAX_PAYLOAD;
-  g_cfg.window = EDGEMNV2_WINDOW;
-  g_cfg.model_sha256 = g_model_sha256;
-  describe(&g_cfg.input, EDGEMNV2_INPUT_DTYPE, g_input_dims, (uint8_t)(sizeof g_input_dims / sizeof g_input_dims[0]),
-           EDGEMNV2_INPUT_SCALE, EDGEMNV2_INPUT_ZERO_POINT);
-  describe(&g_cfg.output, EDGEMNV2_OUTPUT_DTYPE, g_output_dims,
-           (uint8_t)(sizeof g_output_dims / sizeof g_output_dims[0]), EDGEMNV2_OUTPUT_SCALE, EDGEMNV2_OUTPUT_ZERO_POINT);
-  g_cfg.rx_frame = g_rx_frame;
-  g_cfg.rx_frame_cap = sizeof g_rx_frame;
-  g_cfg.tx = g_tx;
-  g_cfg.tx_cap = sizeof g_tx;
-  g_cfg.result_frame = g_result;
-  g_cfg.result_cap = sizeof g_result;
-#if EDGEMNV2_INPUT_SLOTS > 1
-  g_cfg.spare_input = g_spare_input;
-  g_cfg.spare_result = g_spare_result;
-#endif
   (void)emn_app_start(&g_app, &g_cfg, &g_ops, emn_board_entropy());
 }
 

@@ -112,15 +112,16 @@ static void feed(emn_app *app, const uint8_t *data, size_t n) {
   collect();
 }
 
+/* An INPUT frame into out (cap bytes); returns its length. */
+static size_t encode_input(uint32_t id, uint32_t offset, uint32_t total, const uint8_t *data, size_t n, uint8_t *out,
+                           size_t cap) {
+  const emn_input in = {.id = id, .offset = offset, .total = total, .data = data, .data_len = n};
+  return emn_encode_input(&in, out, cap);
+}
+
 static void send_input(emn_app *app, uint32_t id, uint32_t offset, uint32_t total, const uint8_t *data, size_t n) {
   static uint8_t frame[1024];
-  emn_input in;
-  in.id = id;
-  in.offset = offset;
-  in.total = total;
-  in.data = data;
-  in.data_len = n;
-  feed(app, frame, emn_encode_input(&in, frame, sizeof frame));
+  feed(app, frame, encode_input(id, offset, total, data, n, frame, sizeof frame));
 }
 
 static size_t chunk_len(uint32_t off) { return INPUT_BYTES - off < MAX_PAYLOAD ? INPUT_BYTES - off : MAX_PAYLOAD; }
@@ -137,20 +138,23 @@ static int unpack_reply_result(int i, emn_result *r) {
   return emn_unpack_result(&f, r);
 }
 
+/* Reply i into f; 0 when fewer came back. */
+static int reply_frame(int i, emn_frame *f) {
+  if (i >= g_n) return 0;
+  *f = as_frame(&g_replies[i]);
+  return 1;
+}
+
 static int is_ack(int i, uint32_t id, uint32_t next) {
   emn_ack a;
   emn_frame f;
-  if (i >= g_n) return 0;
-  f = as_frame(&g_replies[i]);
-  return emn_unpack_ack(&f, &a) == EMN_OK && a.id == id && a.next_offset == next;
+  return reply_frame(i, &f) && emn_unpack_ack(&f, &a) == EMN_OK && a.id == id && a.next_offset == next;
 }
 
 static int is_error(int i, uint8_t code, uint32_t detail) {
   emn_error e;
   emn_frame f;
-  if (i >= g_n) return 0;
-  f = as_frame(&g_replies[i]);
-  return emn_unpack_error(&f, &e) == EMN_OK && e.code == code && e.detail == detail;
+  return reply_frame(i, &f) && emn_unpack_error(&f, &e) == EMN_OK && e.code == code && e.detail == detail;
 }
 
 static int fake_memory(void *ctx, emn_memory *m) {
@@ -167,15 +171,9 @@ static int fake_memory(void *ctx, emn_memory *m) {
 /* Append the INPUT chunks [from, to) of image `id` to g_nested (fed while the model computes). */
 static void nest_input(uint32_t id, const uint8_t *image, uint32_t from, uint32_t to) {
   uint32_t off;
-  for (off = from; off < to; off += MAX_PAYLOAD) {
-    emn_input in;
-    in.id = id;
-    in.offset = off;
-    in.total = INPUT_BYTES;
-    in.data = image + off;
-    in.data_len = to - off < MAX_PAYLOAD ? to - off : MAX_PAYLOAD;
-    g_nested_len += emn_encode_input(&in, g_nested + g_nested_len, sizeof g_nested - g_nested_len);
-  }
+  for (off = from; off < to; off += MAX_PAYLOAD)
+    g_nested_len += encode_input(id, off, INPUT_BYTES, image + off, to - off < MAX_PAYLOAD ? to - off : MAX_PAYLOAD,
+                                 g_nested + g_nested_len, sizeof g_nested - g_nested_len);
 }
 
 static void nest_frame(const uint8_t *frame, size_t n) {

@@ -160,14 +160,51 @@ static int fields_match(const vec_message *v, const emn_frame *f) {
   }
 }
 
+/* A fresh decoder for one vector, over a buffer shared by the vector tests: frames of at most max_frame
+ * bytes (0: the whole buffer, more than any vector needs). */
+static emn_decoder *vector_decoder(size_t max_frame) {
+  static uint8_t buf[4096];
+  static emn_decoder d;
+  emn_decoder_init(&d, buf, max_frame ? max_frame : sizeof buf);
+  return &d;
+}
+
+/* What a fresh vector decoder made of bytes pushed one at a time: the frames and faults, the last event, and
+ * the first frame with the index of the byte that completed it. */
+typedef struct {
+  size_t frames, faults, first_at;
+  emn_event last;
+  emn_frame first;
+} streamed;
+
+static streamed stream_bytes(const uint8_t *bytes, size_t n) {
+  streamed s;
+  emn_decoder *d = vector_decoder(0);
+  size_t j;
+  memset(&s, 0, sizeof s);
+  s.last = EMN_NONE;
+  for (j = 0; j < n; ++j) {
+    emn_frame f;
+    emn_event ev = emn_decoder_push(d, bytes[j], &f);
+    if (ev == EMN_NONE) continue;
+    s.last = ev;
+    if (ev != EMN_FRAME) {
+      ++s.faults;
+    } else if (s.frames++ == 0) {
+      s.first = f;
+      s.first_at = j;
+    }
+  }
+  return s;
+}
+
 static void test_messages(void) {
   int i;
   for (i = 0; i < VEC_MESSAGE_COUNT; ++i) {
     const vec_message *v = &VEC_MESSAGES[i];
     emn_frame f;
-    emn_decoder d;
-    size_t j, n, frames = 0;
-    static uint8_t buf[4096];
+    streamed s;
+    size_t n;
     CHECK(v->type == v->expected_type, "%s: vector type 0x%02x but the C constant is 0x%02x", v->name, v->type,
           v->expected_type);
     n = encode_fields(v, g_out, sizeof g_out);
@@ -182,54 +219,37 @@ static void test_messages(void) {
           "%s: decoded type/payload differ", v->name);
     CHECK(fields_match(v, &f), "%s: unpacked fields differ from the vector", v->name);
     /* streaming: byte by byte */
-    emn_decoder_init(&d, buf, sizeof buf);
-    for (j = 0; j < v->frame_len; ++j) {
-      emn_event ev = emn_decoder_push(&d, v->frame[j], &f);
-      if (ev == EMN_FRAME) {
-        ++frames;
-        CHECK(j == v->frame_len - 1, "%s: frame completed before the delimiter", v->name);
-        CHECK(fields_match(v, &f), "%s: streamed frame fields differ", v->name);
-      } else {
-        CHECK(ev == EMN_NONE, "%s: streaming fault %d at byte %u", v->name, (int)ev, (unsigned)j);
-      }
-    }
-    CHECK(frames == 1, "%s: streaming decoder gave %u frames", v->name, (unsigned)frames);
+    s = stream_bytes(v->frame, v->frame_len);
+    CHECK(s.frames == 1 && s.faults == 0, "%s: streaming decoder gave %u frames, %u faults (last %d)", v->name,
+          (unsigned)s.frames, (unsigned)s.faults, (int)s.last);
+    CHECK(s.frames == 0 || s.first_at == v->frame_len - 1, "%s: frame completed before the delimiter", v->name);
+    CHECK(s.frames == 0 || fields_match(v, &s.first), "%s: streamed frame fields differ", v->name);
   }
 }
 
 static void test_invalid_frames(void) {
   int i;
-  static uint8_t buf[4096];
   for (i = 0; i < VEC_INVALID_COUNT; ++i) {
     const vec_invalid *v = &VEC_INVALID[i];
     emn_frame f;
-    emn_decoder d;
-    emn_event last = EMN_NONE;
-    size_t j;
-    int frames = 0;
+    streamed s;
     CHECK(emn_frame_check(v->frame + 1, v->len - 2, g_work, sizeof g_work, &f) == v->fault, "%s: one-shot fault %d",
           v->name, (int)emn_frame_check(v->frame + 1, v->len - 2, g_work, sizeof g_work, &f));
-    emn_decoder_init(&d, buf, sizeof buf);
-    for (j = 0; j < v->len; ++j) {
-      emn_event ev = emn_decoder_push(&d, v->frame[j], &f);
-      if (ev == EMN_FRAME) ++frames;
-      if (ev != EMN_NONE) last = ev;
-    }
-    CHECK(frames == 0 && last == v->fault, "%s: streaming gave %d, want fault %d", v->name, (int)last, (int)v->fault);
+    s = stream_bytes(v->frame, v->len);
+    CHECK(s.frames == 0 && s.last == v->fault, "%s: streaming gave %d, want fault %d", v->name, (int)s.last,
+          (int)v->fault);
   }
 }
 
 static void test_streams(void) {
   int i;
-  static uint8_t buf[4096];
   for (i = 0; i < VEC_STREAM_COUNT; ++i) {
     const vec_stream *v = &VEC_STREAMS[i];
-    emn_decoder d;
+    emn_decoder *d = vector_decoder(v->max_frame);
     emn_frame f;
     size_t j, seen = 0;
-    emn_decoder_init(&d, buf, v->max_frame ? v->max_frame : sizeof buf);
     for (j = 0; j < v->len; ++j) {
-      emn_event ev = emn_decoder_push(&d, v->stream[j], &f);
+      emn_event ev = emn_decoder_push(d, v->stream[j], &f);
       if (ev == EMN_NONE) continue;
       if (seen >= v->n_events) {
         CHECK(0, "%s: unexpected extra event %d", v->name, (int)ev);
