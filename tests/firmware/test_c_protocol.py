@@ -29,7 +29,7 @@ def test_c_protocol_passes_every_vector(repo: Path, gcc: str, tmp_path: Path) ->
     results = re.findall(r"(\d+) checks, (\d+) failed", run.stdout)
     assert len(results) == 2, run.stdout  # test_protocol and test_app
     for checks, failed in results:
-        assert int(failed) == 0 and int(checks) > 1000, run.stdout
+        assert int(failed) == 0 and int(checks) > 500, run.stdout  # hundreds: every vector's checks ran
 
 
 def test_c_tests_fail_on_a_wrong_vector(repo: Path, gcc: str, tmp_path: Path) -> None:
