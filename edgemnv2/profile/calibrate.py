@@ -3,14 +3,17 @@
 A bench results file (JSONL: a header, then one record per image, `docs/bench.md`) holds the board's µs per
 operator; at the board's clock (`cpu_hz`) they are cycles. Every operator of every file is one equation
 
-    cycles = c_mac[kind] · MACs + c_out · outputs   (conv, depthwise, pointwise, fully_connected)
-    cycles = c_byte · bytes touched                 (other: add, mean, softmax, pad, reshape, ...)
-             + c_op                                 (every op: dispatch, profiler, loop set-up)
+    cycles = c_mac[kind] · MACs inside the input       (every multiplying kind)
+             + c_out[kind] · outputs + c_weight[kind] · weights    (pointwise; depthwise: outputs)
+             + c_byte[kind] · activation bytes touched  (add, mean, softmax, pad, ...: one rate per kind)
+             + c_op                                     (every op: dispatch, profiler, loop set-up)
 
 solved by non-negative least squares (a cost is never negative), so the few large layers that dominate the
-total are fitted most closely. One kind's MAC rate, shared per-output and per-op terms keep the fit
-determined when a kind has a single op in the graph (MobileNetV2's stem conv and classifier). The fitted
-numbers are written into a copy of the base profile as `[cpu.per_kind.KIND]` tables, which
+total are fitted most closely. The terms follow the kernels: a 1x1 convolution requantizes and stores every
+output and (CMSIS-NN) sums every filter row once per call for the input offset, a 3x3 depthwise convolution
+skips the taps on the padding and costs per output, adds cost per element and MEAN per element read. A kind
+MobileNetV2 has once (stem conv, classifier, MEAN, SOFTMAX) gets one term so the fit stays determined. The
+fitted numbers are written into a copy of the base profile as `[cpu.per_kind.KIND]` tables, which
 `edgemnv2.profile.latency` uses instead of its roofline for those kinds; `--held-out` files are predicted,
 never fitted.
 """
@@ -29,11 +32,14 @@ import numpy as np
 
 from edgemnv2 import atomic
 from edgemnv2.errors import InputError
-from edgemnv2.profile.devices import KIND_CYCLE_KEYS, MAC_OP_KINDS, DeviceProfile, KindCycles
+from edgemnv2.profile.devices import FITTED_KINDS, KIND_CYCLE_KEYS, DeviceProfile, KindCycles
 from edgemnv2.profile.latency import LayerFeatures
 from edgemnv2.serial.bench import RESULTS_KIND
 
-COLUMNS = (*(f"{k}.cycles_per_mac" for k in MAC_OP_KINDS), "cycles_per_output", "cycles_per_byte", "cycles_per_op")
+# the per-kind terms fitted (besides the shared cycles_per_op); other kinds: cycles_per_byte
+TERMS = {"conv": ("cycles_per_mac",), "pointwise": ("cycles_per_mac", "cycles_per_output", "cycles_per_weight"),
+         "depthwise": ("cycles_per_mac", "cycles_per_output"), "fully_connected": ("cycles_per_mac",)}
+PER_OP = "cycles_per_op"
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ class KindFit:
 class CalibrationReport:
     base: str                        # the base profile's key
     output: str
-    coefficients: dict[str, float]   # COLUMNS -> fitted cycles
+    coefficients: dict[str, float]   # columns() -> fitted cycles
     per_kind: dict[str, KindCycles]  # what the written profile holds
     kinds: list[KindFit]
     files: list[FilePrediction]
@@ -128,7 +134,8 @@ def _features(path: Path, header: dict[str, Any], model: Path | None) -> list[La
     try:
         return [LayerFeatures(**op) for op in ops]
     except TypeError:
-        raise InputError(f"{path}: header layers.ops is not what edgemnv2 bench writes") from None
+        raise InputError(f"{path}: header layers.ops is not what this edgemnv2 bench writes: add --model with the "
+                         f"model it was run with (sha256 {str(header.get('model_sha256'))[:12]}…)") from None
 
 
 def model_index(models: list[Path]) -> dict[str, Path]:
@@ -142,11 +149,25 @@ def model_index(models: list[Path]) -> dict[str, Path]:
     return index
 
 
-def design_row(op: LayerFeatures) -> list[float]:
-    """One equation's coefficients, in COLUMNS order."""
-    mac = [float(op.macs) if op.kind == k else 0.0 for k in MAC_OP_KINDS]
-    multiplies = op.kind in MAC_OP_KINDS
-    return [*mac, float(op.outputs) if multiplies else 0.0, 0.0 if multiplies else float(op.touched_bytes), 1.0]
+def terms(kind: str) -> tuple[str, ...]:
+    return TERMS.get(kind, ("cycles_per_byte",))
+
+
+def columns(kinds: set[str]) -> list[str]:
+    """The unknowns for ops of `kinds`: KIND.TERM per kind (profile order), then the shared per-op cost."""
+    ordered = [k for k in FITTED_KINDS if k in kinds] + sorted(kinds - set(FITTED_KINDS))
+    return [f"{kind}.{term}" for kind in ordered for term in terms(kind)] + [PER_OP]
+
+
+def design_row(op: LayerFeatures, cols: list[str]) -> list[float]:
+    """One equation's coefficients, in `cols` order."""
+    value = {"cycles_per_mac": op.inside_macs, "cycles_per_output": op.outputs, "cycles_per_weight": op.weights,
+             "cycles_per_byte": op.touched_bytes}
+    row = dict.fromkeys(cols, 0.0)
+    for term in terms(op.kind):
+        row[f"{op.kind}.{term}"] = float(value[term])
+    row[PER_OP] = 1.0
+    return [row[c] for c in cols]
 
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -181,33 +202,29 @@ def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def fit(measured: list[Measured]) -> dict[str, float]:
     """Fitted cycles per column over every op of every file."""
-    rows = [design_row(op) for m in measured for op in m.ops]
+    cols = columns({op.kind for m in measured for op in m.ops})
+    rows = [design_row(op, cols) for m in measured for op in m.ops]
     cycles = [c for m in measured for c in m.op_cycles]
     x = nnls(np.asarray(rows, dtype=np.float64), np.asarray(cycles, dtype=np.float64))
-    return {name: float(v) for name, v in zip(COLUMNS, x)}
+    return {name: float(v) for name, v in zip(cols, x)}
 
 
-def per_kind(coefficients: dict[str, float], measured: list[Measured]) -> dict[str, KindCycles]:
-    """The `[cpu.per_kind.KIND]` tables (7 significant digits, as written): only kinds the fitted files contain
-    (the others keep the roofline)."""
-    seen = {op.kind for m in measured for op in m.ops}
-    coefficients = {k: float(f"{v:.7g}") for k, v in coefficients.items()}
-    tables = {}
-    for kind in MAC_OP_KINDS:
-        if kind in seen:
-            tables[kind] = KindCycles(cycles_per_mac=coefficients[f"{kind}.cycles_per_mac"],
-                                      cycles_per_output=coefficients["cycles_per_output"],
-                                      cycles_per_op=coefficients["cycles_per_op"])
-    if "other" in seen:
-        tables["other"] = KindCycles(cycles_per_byte=coefficients["cycles_per_byte"],
-                                     cycles_per_op=coefficients["cycles_per_op"])
-    return tables
+def per_kind(coefficients: dict[str, float]) -> dict[str, KindCycles]:
+    """The `[cpu.per_kind.KIND]` tables (7 significant digits, as written) of the fitted kinds (the others keep
+    the roofline)."""
+    rounded = {k: float(f"{v:.7g}") for k, v in coefficients.items()}
+    tables: dict[str, dict[str, float]] = {}
+    for name, value in rounded.items():
+        if name != PER_OP:
+            kind, term = name.split(".")
+            tables.setdefault(kind, {})[term] = value
+    return {kind: KindCycles(**t, cycles_per_op=rounded[PER_OP]) for kind, t in tables.items()}
 
 
 def predict(tables: dict[str, KindCycles], ops: list[LayerFeatures]) -> list[float]:
     """Cycles per op (as edgemnv2.profile.latency computes them from the same tables)."""
-    return [tables[op.kind].cycles(op.macs, op.outputs, op.touched_bytes) if op.kind in tables else math.nan
-            for op in ops]
+    return [tables[op.kind].cycles(op.inside_macs, op.outputs, op.weights, op.touched_bytes) if op.kind in tables
+            else math.nan for op in ops]
 
 
 def calibrate(results: list[Path], base: DeviceProfile, output: Path, held_out: list[Path] = (),
@@ -225,7 +242,7 @@ def calibrate(results: list[Path], base: DeviceProfile, output: Path, held_out: 
         raise InputError(f"the results were measured at different clocks ({', '.join(map(str, sorted(clocks)))} Hz):"
                          " fit one board at a time")
     coefficients = fit(fitted)
-    tables = per_kind(coefficients, fitted)
+    tables = per_kind(coefficients)
     unfitted = sorted({op.kind for m in held for op in m.ops} - set(tables))
     if unfitted:
         raise InputError(f"the held-out results have {', '.join(unfitted)} ops and the fitted ones none: "
@@ -305,20 +322,18 @@ def _value(value: Any) -> str:
 
 
 def render_calibration(report: CalibrationReport) -> str:
-    """The fit, per kind and per file (fitted and held out)."""
-    c = report.coefficients
+    """The fitted terms and the fit per kind, then each file (fitted and held out)."""
     lines = [f"calibrated {report.base} -> {report.output}",
-             "fitted cycles  " + "  ".join(f"{k.split('.')[0]} {c[f'{k}.cycles_per_mac']:.4g}/MAC"
-                                          for k in MAC_OP_KINDS if k in report.per_kind)
-             + f"  per output {c['cycles_per_output']:.4g}  per byte (other) {c['cycles_per_byte']:.4g}"
-               f"  per op {c['cycles_per_op']:.4g}",
-             "  kind              ops          MACs  measured cycles  fitted cycles  measured/MAC"]
+             f"  kind              ops          MACs  measured cycles  fitted cycles  measured/MAC  fitted cycles per "
+             f"(shared: {report.coefficients[PER_OP]:.4g} per op)"]
     for k in report.kinds:
         per_mac = f"{k.measured_cycles_per_mac:>13.3f}" if k.measured_cycles_per_mac is not None else f"{'-':>13}"
+        table = report.per_kind[k.kind]
+        fitted = "  ".join(f"{getattr(table, t):.4g} {t.removeprefix('cycles_per_')}" for t in terms(k.kind))
         lines.append(f"  {k.kind:<16} {k.ops:>4} {k.macs:>13,} {k.measured_cycles:>16,.0f} {k.predicted_cycles:>14,.0f}"
-                     f" {per_mac}")
-    lines.append("  file                                  role      images   measured cycles  predicted    error")
+                     f" {per_mac}  {fitted}")
+    lines.append("  file                                  role      images   measured cycles    predicted    error")
     for f in report.files:
         lines.append(f"  {Path(f.path).name[:36]:<37} {f.role:<9} {f.images:>6} {f.measured_cycles:>17,.0f} "
-                     f"{f.predicted_cycles:>10,.0f} {f.error:>+8.2%}")
+                     f"{f.predicted_cycles:>12,.0f} {f.error:>+8.2%}")
     return "\n".join(lines)

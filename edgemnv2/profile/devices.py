@@ -22,27 +22,31 @@ from pathlib import Path
 from typing import Any
 
 from edgemnv2.errors import DeviceProfileError
+from edgemnv2.profile.graph import OP_KINDS
 from edgemnv2.resources import data_file
 
 KINDS = ("linux", "mcu", "edgetpu")
 MAC_OP_KINDS = ("conv", "pointwise", "depthwise", "fully_connected")
-KIND_GROUPS = (*MAC_OP_KINDS, "other")  # what a fitted `[cpu.per_kind.KIND]` table may name
-KIND_CYCLE_KEYS = ("cycles_per_mac", "cycles_per_output", "cycles_per_byte", "cycles_per_op")
+# what a fitted `[cpu.per_kind.KIND]` table may name: the profile's op kinds, multiplying ones first
+FITTED_KINDS = (*MAC_OP_KINDS, *sorted(set(OP_KINDS.values()) - set(MAC_OP_KINDS)))
+KIND_CYCLE_KEYS = ("cycles_per_mac", "cycles_per_output", "cycles_per_weight", "cycles_per_byte", "cycles_per_op")
 
 
 @dataclass(frozen=True)
 class KindCycles:
     """Measured cycles of one op kind (`[cpu.per_kind.KIND]`, written by `edgemnv2 devices calibrate`):
-    per multiplication, per output element, per activation byte touched, and per operator."""
+    per multiplication inside the input, per output element, per weight, per activation byte touched, and per
+    operator."""
 
     cycles_per_mac: float = 0.0
     cycles_per_output: float = 0.0
+    cycles_per_weight: float = 0.0
     cycles_per_byte: float = 0.0
     cycles_per_op: float = 0.0
 
-    def cycles(self, macs: int, outputs: int, touched_bytes: int) -> float:
-        return (self.cycles_per_mac * macs + self.cycles_per_output * outputs + self.cycles_per_byte * touched_bytes
-                + self.cycles_per_op)
+    def cycles(self, inside_macs: int, outputs: int, weights: int, touched_bytes: int) -> float:
+        return (self.cycles_per_mac * inside_macs + self.cycles_per_output * outputs + self.cycles_per_weight * weights
+                + self.cycles_per_byte * touched_bytes + self.cycles_per_op)
 
 
 @dataclass(frozen=True)
@@ -269,11 +273,11 @@ def _per_kind(cpu_table: _Reader) -> dict[str, KindCycles]:
     per_kind = cpu_table.table("per_kind", required=False)
     if per_kind is None:
         return {}
-    unknown = sorted(set(per_kind.data) - set(KIND_GROUPS))
+    unknown = sorted(set(per_kind.data) - set(FITTED_KINDS))
     if unknown:
-        raise per_kind.fail(unknown[0], f"is not an op kind; allowed: {', '.join(KIND_GROUPS)}")
+        raise per_kind.fail(unknown[0], f"is not an op kind; allowed: {', '.join(FITTED_KINDS)}")
     fitted = {}
-    for kind in KIND_GROUPS:
+    for kind in FITTED_KINDS:
         table = per_kind.table(kind, required=False)
         if table is None:
             continue

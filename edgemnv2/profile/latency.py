@@ -17,9 +17,11 @@ crossing the host/TPU boundary. Without a .tflite there is no partition and ever
 Each profile's `efficiency` is the one factor fitted to published figures
 (`benchmarks/latency_calibration.py`); everything else comes from datasheets and kernel benchmarks.
 
-A profile fitted to on-device per-layer times (`edgemnv2 devices calibrate`, `[cpu.per_kind.KIND]`) replaces
-the roofline for the kinds it names: cycles = per-MAC · MACs + per-output · outputs + per-byte · bytes touched
-+ per-op, measured cycles (memory stalls and dispatch included, `efficiency` not applied).
+A profile fitted to on-device per-layer times (`edgemnv2 devices calibrate`, `[cpu.per_kind.KIND]`, KIND the
+profile's op kind: conv, pointwise, depthwise, fully_connected, add, mean, softmax ...) replaces the roofline for
+the kinds it names: cycles = per-MAC · MACs inside the input + per-output · outputs + per-weight · weights
++ per-byte · activation bytes touched + per-op, measured cycles (memory stalls and dispatch included,
+`efficiency` not applied).
 """
 
 from __future__ import annotations
@@ -72,21 +74,36 @@ class LayerFeatures:
 
     name: str
     op: str                   # TFLite builtin
-    kind: str                 # conv | depthwise | pointwise | fully_connected | other
-    macs: int
+    kind: str                 # the profile's op kind: conv | pointwise | depthwise | fully_connected | add | mean ...
+    macs: int                 # the seed's formula (every kernel tap)
+    inside_macs: int          # taps that fall inside the input: kernels skip (CMSIS-NN 3x3 depthwise) the padding
     outputs: int              # output elements
+    weights: int              # weight + bias elements
     touched_bytes: int        # activation bytes read + written
 
 
-def kind_group(op: str) -> str:
-    """The multiplying kinds keep their name; adds, pooling, softmax, reshapes ... are "other"."""
-    return op if op in MAC_KINDS else "other"
-
-
 def layer_features(graph: ModelGraph, costs: list[LayerCost]) -> list[LayerFeatures]:
-    return [LayerFeatures(layer.name, layer.tflite_op, kind_group(layer.op), cost.macs, _elements(layer.output_shape),
-                          layer.activation_in_bytes + layer.activation_out_bytes)
-            for layer, cost in zip(graph.layers, costs)]
+    return [_features(layer, cost) for layer, cost in zip(graph.layers, costs)]
+
+
+def _features(layer: Layer, cost: LayerCost) -> LayerFeatures:
+    return LayerFeatures(layer.name, layer.tflite_op, layer.op, cost.macs, _inside_macs(layer, cost.macs),
+                         _elements(layer.output_shape), layer.params,
+                         layer.activation_in_bytes + layer.activation_out_bytes)
+
+
+def _inside_macs(layer: Layer, macs: int) -> int:
+    """MACs less those on padding, with TensorFlow's SAME padding implied by the shapes (VALID pads nothing)."""
+    if not (layer.kernel and layer.stride and len(layer.input_shape) == 4 and len(layer.output_shape) == 4 and macs):
+        return macs
+    taps = all_taps = 1
+    for axis in (0, 1):
+        n_in, n_out = layer.input_shape[axis + 1], layer.output_shape[axis + 1]
+        k, s = layer.kernel[axis], layer.stride[axis]
+        pad = max((n_out - 1) * s + k - n_in, 0) // 2
+        taps *= sum(max(0, min(k, n_in + pad - o * s) - max(0, pad - o * s)) for o in range(n_out))
+        all_taps *= n_out * k
+    return macs // all_taps * taps
 
 
 def _elements(shape: tuple[int, ...]) -> int:
@@ -99,10 +116,10 @@ def _cpu_layer(layer: Layer, cost: LayerCost, device: DeviceProfile) -> LayerLat
         return LayerLatency(None, "unknown", "cpu")
     speedup = 1 + (device.threads - 1) * cpu.parallel_efficiency
     dtype_factor = cpu.float32_slowdown if layer.dtype in ("float32", "float16") else 1.0
-    fitted = cpu.per_kind.get(kind_group(layer.op))
+    fitted = cpu.per_kind.get(layer.op)
     if fitted is not None:
-        cycles = fitted.cycles(cost.macs, _elements(layer.output_shape),
-                               layer.activation_in_bytes + layer.activation_out_bytes)
+        f = _features(layer, cost)
+        cycles = fitted.cycles(f.inside_macs, f.outputs, f.weights, f.touched_bytes)
         return LayerLatency(cycles * dtype_factor / (device.clock_mhz * 1e3 * speedup), "fitted", "cpu")
     rate = device.clock_mhz * 1e6 * speedup * cpu.efficiency
     if layer.op in MAC_KINDS:

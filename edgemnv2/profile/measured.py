@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgemnv2.profile.cost import graph_costs
-from edgemnv2.profile.devices import KIND_GROUPS, DeviceProfile
+from edgemnv2.profile.devices import FITTED_KINDS, DeviceProfile
 from edgemnv2.profile.graph import ModelGraph
 from edgemnv2.profile.latency import LayerFeatures, estimate, layer_features
 
@@ -21,7 +21,7 @@ class OpRow:
     index: int
     name: str
     op: str                          # TFLite builtin
-    kind: str                        # conv | depthwise | pointwise | fully_connected | other
+    kind: str                        # the profile's op kind: conv | pointwise | depthwise | add | mean ...
     macs: int
     measured_us: float
     estimated_us: float | None       # None without a device, or for an op the estimator does not know
@@ -68,10 +68,9 @@ def table_of(features: list[LayerFeatures], measured_us: list[float], cpu_hz: in
            for i, (f, m, e) in enumerate(zip(features, measured_us, estimated_us))]
     cycles_per_us = cpu_hz / 1e6
     kinds = []
-    for kind in KIND_GROUPS:
+    seen = {r.kind for r in ops}
+    for kind in [k for k in FITTED_KINDS if k in seen] + sorted(seen - set(FITTED_KINDS)):
         rows = [r for r in ops if r.kind == kind]
-        if not rows:
-            continue
         macs = sum(r.macs for r in rows)
         measured = sum(r.measured_us for r in rows)
         estimated = None if any(r.estimated_us is None for r in rows) else sum(r.estimated_us for r in rows)

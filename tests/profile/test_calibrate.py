@@ -14,22 +14,25 @@ from click.testing import CliRunner
 
 from edgemnv2.cli import cli
 from edgemnv2.errors import InputError
-from edgemnv2.profile.calibrate import COLUMNS, calibrate, design_row, dump_toml, nnls
+from edgemnv2.profile.calibrate import calibrate, columns, design_row, dump_toml, nnls
 from edgemnv2.profile.cost import graph_costs
 from edgemnv2.profile.devices import KindCycles, load_device, load_device_file
 from edgemnv2.profile.latency import estimate, layer_features
 from edgemnv2.profile.spec import mobilenet_v2_graph
 
-TRUE = {"conv.cycles_per_mac": 4.1, "pointwise.cycles_per_mac": 2.2, "depthwise.cycles_per_mac": 7.8,
-        "fully_connected.cycles_per_mac": 1.9, "cycles_per_output": 6.0, "cycles_per_byte": 3.5,
-        "cycles_per_op": 900.0}
+TRUE = {"conv.cycles_per_mac": 4.1, "pointwise.cycles_per_mac": 1.4, "pointwise.cycles_per_output": 41.0,
+        "pointwise.cycles_per_weight": 3.4, "depthwise.cycles_per_mac": 3.9, "depthwise.cycles_per_output": 39.0,
+        "fully_connected.cycles_per_mac": 1.9, "add.cycles_per_byte": 27.0, "mean.cycles_per_byte": 150.0,
+        "softmax.cycles_per_byte": 130.0, "cycles_per_op": 900.0}
 
 
 def _results(path: Path, alpha: float, resolution: int, images: int = 2, with_ops: bool = True) -> Path:
     """A bench results file whose per-layer µs follow TRUE exactly (cpu_hz 1 GHz: µs x 1000 = cycles)."""
     graph = mobilenet_v2_graph(alpha, resolution)
     ops = layer_features(graph, graph_costs(graph))
-    cycles = [float(np.dot(design_row(op), [TRUE[c] for c in COLUMNS])) for op in ops]
+    cols = columns({op.kind for op in ops})
+    assert set(cols) == set(TRUE)
+    cycles = [float(np.dot(design_row(op, cols), [TRUE[c] for c in cols])) for op in ops]
     header = {"kind": "edgemnv2-bench-results", "schema_version": 1, "model_sha256": f"{alpha}-{resolution}",
               "model": f"mnv2_{alpha}_{resolution}.tflite", "cpu_hz": 1_000_000_000}
     if with_ops:
@@ -70,8 +73,10 @@ def test_calibrate_recovers_per_kind_cycles_and_predicts_held_out_models(tmp_pat
     # the TOML round trip: the written profile loads with the fitted tables and the base's other values
     device = load_device_file(out)
     assert device.cpu.per_kind == report.per_kind
-    assert device.cpu.per_kind["depthwise"] == KindCycles(pytest.approx(7.8), pytest.approx(6.0), 0.0,
+    assert device.cpu.per_kind["depthwise"] == KindCycles(pytest.approx(3.9), pytest.approx(39.0), 0.0, 0.0,
                                                           pytest.approx(900.0))
+    assert device.cpu.per_kind["mean"] == KindCycles(cycles_per_byte=pytest.approx(150.0),
+                                                     cycles_per_op=pytest.approx(900.0))
     base = load_device("qemu-an386")
     assert (device.ram_bytes, device.cores, device.cpu.int8_macs_per_cycle) == \
         (base.ram_bytes, base.cores, base.cpu.int8_macs_per_cycle)
@@ -91,7 +96,7 @@ def test_cli_fits_and_reports_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["schema_version"] == 1 and data["base"] == "qemu-an386" and out.is_file()
-    assert set(data["per_kind"]) == {"conv", "depthwise", "pointwise", "fully_connected", "other"}
+    assert set(data["per_kind"]) == {"conv", "depthwise", "pointwise", "fully_connected", "add", "mean", "softmax"}
     text = CliRunner().invoke(cli, ["devices", "calibrate", str(fitted), "-d", "qemu-an386", "-o", str(out)]).output
     assert "fitted cycles" in text and "r96.jsonl" in text and "+0.00%" in text
     profiled = CliRunner().invoke(cli, ["profile", "--alpha", "0.35", "--resolution", "96", "--device-file", str(out),
@@ -128,6 +133,6 @@ def test_dump_toml_round_trips_profile_values() -> None:
     import tomllib
 
     data = {"name": 'a "quoted" name', "cores": 1, "clock_mhz": 1000.0, "flag": True, "cpu": {
-        "int8_macs_per_cycle": {"conv": 0.3}, "per_kind": {"other": {"cycles_per_byte": 1e-05}}},
+        "int8_macs_per_cycle": {"conv": 0.3}, "per_kind": {"mean": {"cycles_per_byte": 1e-05}}},
         "sources": {"cpu.per_kind": "fit", "name": "ünïcode"}}
     assert tomllib.loads(dump_toml(data)) == data
