@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import zlib
-from typing import ClassVar, Self, Union
+from typing import ClassVar, TypeVar, Union
 
 PROTOCOL_VERSION = 1
 HEADER_BYTES = 2  # version, type
@@ -257,6 +257,9 @@ class _Reader:
             raise ProtocolViolation(f"{len(self.data) - self.pos} unexpected trailing bytes")
 
 
+_F = TypeVar("_F", bound="_Fixed")
+
+
 class _Fixed:
     """A message whose payload is its fields in order, in one struct layout (`LAYOUT`, little-endian; empty
     for a message without fields), so its pack and unpack are written once."""
@@ -267,7 +270,7 @@ class _Fixed:
         return struct.pack("<" + self.LAYOUT, *(getattr(self, f.name) for f in dataclasses.fields(self)))
 
     @classmethod
-    def unpack(cls, payload: bytes) -> Self:
+    def unpack(cls: type[_F], payload: bytes) -> _F:
         r = _Reader(payload)
         values = r.take("<" + cls.LAYOUT)
         r.end()
