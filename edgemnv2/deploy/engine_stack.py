@@ -58,18 +58,21 @@ def compile_call_graph(cc: str, flags: list[str], sources: list[Path], work: Pat
 
 
 def measure_engine_stack(model: Path, work: Path, targets: tuple[str, ...] = ("mps2-an386", "mps3-an547", "host"),
-                         schedules: tuple[str, ...] = ("inplace", "patch")) -> dict[str, dict]:
-    """Per target: `invoke` (per schedule of `model`: the runner's and se_invoke's frames) and `kernels` (each
-    kernel's deepest chain), compiled as `edgemnv2 build` compiles a static-engine firmware."""
-    from edgemnv2.deploy.static_engine import FIRMWARE_RUNNER, KERNEL_FILES, kernel_source, render_engine
+                         schedules: tuple[str, ...] = ("inplace", "patch"),
+                         kernel_sets: tuple[str, ...] = ("portable", "cmsis-nn"), tflm: Path | None = None) -> dict[str, dict]:
+    """Per target: `invoke` (per schedule of `model` and kernel set: the runner's and se_invoke's frames) and
+    `kernels` (each kernel's deepest chain, CMSIS-NN's functions included), compiled as `edgemnv2 build`
+    compiles a static-engine firmware."""
+    from edgemnv2.deploy.static_engine import CMSIS_FILES, FIRMWARE_RUNNER, KERNEL_FILES, kernel_source, render_engine
     from edgemnv2.errors import ToolMissing
-    from edgemnv2.firmware.build import static_flags, toolchain
+    from edgemnv2.firmware.build import cmsis_flags, cmsis_sources, resolve_tflm_dir, static_flags, toolchain
     from edgemnv2.firmware.targets import build_target
     from edgemnv2.profile.opgraph import read_opgraph
-    from edgemnv2.profile.schedule import plan_schedule
+    from edgemnv2.profile.schedule import plan_schedule, stack_key
     from edgemnv2.resources import templates_root
 
     g = read_opgraph(model)
+    tree = resolve_tflm_dir(tflm) if "cmsis-nn" in kernel_sets else None
     table: dict[str, dict] = {}
     for target in targets:
         spec = build_target(target)
@@ -77,29 +80,38 @@ def measure_engine_stack(model: Path, work: Path, targets: tuple[str, ...] = ("m
             cc = toolchain(spec.compiler).cc
         except ToolMissing:
             continue
+        flags = static_flags(spec) + (cmsis_flags(tree) if tree is not None else [])
+        lib = work / target / "lib"
+        lib.mkdir(parents=True, exist_ok=True)
+        for name in KERNEL_FILES[:2] + (CMSIS_FILES if tree is not None else ()):
+            (lib / name).write_text(kernel_source(name), encoding="utf-8")
+        library = [lib / "se_kernels.c"] + ([lib / "se_cmsis.c", *cmsis_sources(tree)] if tree is not None else [])
+        lib_frames, lib_calls = compile_call_graph(cc, flags, library, lib / "obj")
         invoke: dict[str, int] = {}
         kernels: dict[str, int] = {}
-        for schedule in schedules:
-            src = work / target / schedule
-            src.mkdir(parents=True, exist_ok=True)
-            text = render_engine(g, plan_schedule(model, schedule, graph=g), declare_only=True)
-            (src / "se_model.h").write_text(text.header, encoding="utf-8")
-            (src / "se_model.c").write_text(text.source, encoding="utf-8")
-            for name in (*KERNEL_FILES[:2], FIRMWARE_RUNNER):
-                (src / name).write_text(kernel_source(name), encoding="utf-8")
-            (src / "edgemnv2_model.h").write_text((templates_root() / "common" / "edgemnv2_model.h").read_text())
-            (src / "edgemnv2_config.h").write_text(  # what the runner needs of a firmware's config
-                "#define EDGEMNV2_INPUT_BYTES SE_INPUT_BYTES\n#define EDGEMNV2_OUTPUT_BYTES SE_OUTPUT_BYTES\n"
-                + ("#define EDGEMNV2_STACK_LIMIT 1\n" if spec.bare_metal else ""))
-            frames, calls = compile_call_graph(cc, static_flags(spec), [src / "se_kernels.c", src / "se_model.c",
-                                                                        src / FIRMWARE_RUNNER], src / "obj")
-            # the runner reads the stack pointer on entry, so its own frame counts as the engine's
-            invoke[schedule] = frames["emn_model_invoke"] + frames["se_invoke"]
-            for callee in calls["se_invoke"]:
-                kernels[callee] = max(kernels.get(callee, 0), deepest(callee, frames, calls))
-            for name in frames:
-                if name.startswith("se_") and ":" not in name and name != "se_invoke":
-                    kernels[name] = max(kernels.get(name, 0), deepest(name, frames, calls))
+        for kernel_set in kernel_sets:
+            for schedule in schedules:
+                src = work / target / f"{schedule}-{kernel_set}"
+                src.mkdir(parents=True, exist_ok=True)
+                plan = plan_schedule(model, schedule, graph=g, stack_target=target, kernels=kernel_set, with_stack=False)
+                text = render_engine(g, plan, declare_only=True)
+                (src / "se_model.h").write_text(text.header, encoding="utf-8")
+                (src / "se_model.c").write_text(text.source, encoding="utf-8")
+                (src / FIRMWARE_RUNNER).write_text(kernel_source(FIRMWARE_RUNNER), encoding="utf-8")
+                (src / "edgemnv2_model.h").write_text((templates_root() / "common" / "edgemnv2_model.h").read_text())
+                (src / "edgemnv2_config.h").write_text(  # what the runner needs of a firmware's config
+                    "#define EDGEMNV2_INPUT_BYTES SE_INPUT_BYTES\n#define EDGEMNV2_OUTPUT_BYTES SE_OUTPUT_BYTES\n"
+                    + ("#define EDGEMNV2_STACK_LIMIT 1\n" if spec.bare_metal else ""))
+                frames, calls = compile_call_graph(cc, [*flags, f"-I{lib}"], [src / "se_model.c", src / FIRMWARE_RUNNER],
+                                                   src / "obj")
+                frames, calls = {**lib_frames, **frames}, {**lib_calls, **calls}
+                # the runner reads the stack pointer on entry, so its own frame counts as the engine's
+                invoke[stack_key(schedule, kernel_set)] = frames["emn_model_invoke"] + frames["se_invoke"]
+                for callee in calls["se_invoke"]:
+                    kernels[callee] = max(kernels.get(callee, 0), deepest(callee, frames, calls))
+        for name in lib_frames:
+            if name.startswith("se_") and ":" not in name:
+                kernels[name] = max(kernels.get(name, 0), deepest(name, lib_frames, lib_calls))
         table[target] = {"invoke": invoke, "kernels": dict(sorted(kernels.items()))}
     return table
 
@@ -107,7 +119,8 @@ def measure_engine_stack(model: Path, work: Path, targets: tuple[str, ...] = ("m
 def render_stack_toml(table: dict[str, dict], model_name: str) -> str:
     """The data file's text."""
     lines = ["# The static engine's stack per build target, bytes, from gcc -fcallgraph-info=su (O2, the target's",
-             "# flags): `invoke` is the runner's and se_invoke's frames per schedule, each kernel its deepest call chain. The planner adds",
+             "# flags): `invoke` is the runner's and se_invoke's frames per schedule (and kernel set), each kernel its deepest",
+             "# call chain (CMSIS-NN's functions included). The planner adds",
              "# invoke + the deepest kernel the schedule calls to the arena. Written by benchmarks/engine_stack.py",
              f"# from {model_name} (inplace and patch); tests/engine/test_engine_stack.py checks it is current.", ""]
     for target, entry in table.items():

@@ -135,6 +135,9 @@ DEFAULT_STACK_TARGET = "mps2-an386"   # Cortex-M4: the emulated board the measur
 _STEP_KERNELS = {"conv": ("se_conv",), "depthwise": ("se_depthwise",), "pointwise": ("se_pointwise", "se_conv"),
                  "add": ("se_add",), "quantize": ("se_quantize", "se_quantize_flat"), "mean": ("se_mean_hw",),
                  "fully_connected": ("se_fully_connected",), "softmax": ("se_softmax",)}
+# with --kernels cmsis-nn (se_cmsis.c, whose chains include CMSIS-NN's own functions)
+_CMSIS_STEP_KERNELS = {"conv": ("se_cmsis_conv",), "depthwise": ("se_cmsis_depthwise",),
+                       "pointwise": ("se_cmsis_pointwise", "se_cmsis_conv"), "add": ("se_cmsis_add",)}
 
 
 @lru_cache(maxsize=None)
@@ -156,12 +159,18 @@ def engine_stack_bytes(kind: str, steps: tuple[Step, ...], inplace_steps: tuple[
                          "run benchmarks/engine_stack.py --write")
     kernels = table[target]["kernels"]
     deepest = 0
+    cmsis = bool(steps) and steps[0].kernels == "cmsis-nn"
     for step in steps:
-        names = _STEP_KERNELS.get(step.kind, ())
+        names = (_CMSIS_STEP_KERNELS if cmsis else {}).get(step.kind) or _STEP_KERNELS.get(step.kind, ())
         if step.kind == "depthwise" and step.index in inplace_steps:
             names = ("se_depthwise_inplace",)
         deepest = max([deepest] + [kernels.get(n, 0) for n in names])
-    return table[target]["invoke"][kind] + deepest
+    return table[target]["invoke"][stack_key(kind, steps[0].kernels if steps else "portable")] + deepest
+
+
+def stack_key(kind: str, kernels: str) -> str:
+    """engine_stack.toml's `invoke` entry of a schedule kind run with a kernel set."""
+    return kind if kernels == "portable" else f"{kind}-{kernels}"
 
 
 # ---------------------------------------------------------------------------------------------- steps
@@ -189,23 +198,34 @@ def _fusable_pad(g: OpGraph, op: Op, consumers: list[int]) -> bool:
     return True
 
 
-def cmsis_scratch(kind: str, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
-                  pad: tuple[int, int], in_c: int, out_c: int) -> int:
-    """Bytes of the buffer CMSIS-NN's conv/depthwise wrapper asks for (its *_get_buffer_size), the largest over
-    its Cortex-M4 (DSP), Cortex-M55 (MVE) and plain-C code paths, so one plan serves every target."""
+# which CMSIS-NN code path each build target compiles (arm_nn_math_types.h: ARM_MATH_DSP on Cortex-M4,
+# ARM_MATH_MVEI on Cortex-M55, plain C on the host): the kernels' scratch depends on it
+CMSIS_PATHS = {"mps2-an386": "dsp", "mps3-an547": "mve", "host": "c"}
+
+
+def cmsis_scratch(kind: str, kernel: tuple[int, int], dilation: tuple[int, int], pad: tuple[int, int], in_c: int,
+                  out_c: int, target: str) -> int:
+    """Bytes of the buffer CMSIS-NN's conv/depthwise wrapper asks for on `target` (its *_get_buffer_size with
+    that target's code path; gcc builds, so the 1x1 fast conv needs none)."""
+    path = CMSIS_PATHS.get(target)
+    if path is None:
+        raise InputError(f"no CMSIS-NN code path known for target {target!r} (have {', '.join(CMSIS_PATHS)})")
     kh, kw = kernel
     cols = kh * kw * in_c
     if kind == "conv":
-        return max(2 * (-(-cols // 4) * 4) * 2, 4 * (-(-cols // 16)) * 16)
-    if kind == "depthwise" and in_c == out_c and dilation == (1, 1):
-        dsp = 0 if (kh, kw) == (3, 3) and max(pad) <= 1 else in_c * kh * kw * 2
-        return max(dsp, 4 * _CH_IN_BLOCK_MVE * kh * kw)
-    return 0
+        return 4 * (-(-cols // 16)) * 16 if path == "mve" else 2 * (-(-cols // 4) * 4) * 2
+    if kind != "depthwise" or in_c != out_c or dilation != (1, 1):
+        return 0
+    if path == "mve":
+        return 4 * _CH_IN_BLOCK_MVE * kh * kw
+    if path == "c" or ((kh, kw) == (3, 3) and max(pad) <= 1):
+        return 0
+    return in_c * kh * kw * 2
 
 
-def build_steps(g: OpGraph, kernels: str = "portable") -> tuple[Step, ...]:
+def build_steps(g: OpGraph, kernels: str = "portable", target: str = DEFAULT_STACK_TARGET) -> tuple[Step, ...]:
     """The static engine's call sequence, in graph order, with PADs fused where exact; `kernels` says which
-    kernel library runs it (CMSIS-NN kernels need scratch and never run in place)."""
+    kernel library runs it (CMSIS-NN conv kernels need `target`'s scratch and never run in place)."""
     if kernels not in KERNEL_SETS:
         raise InputError(f"unknown kernel set {kernels!r}: choose {', '.join(KERNEL_SETS)}")
     fused: dict[int, Op] = {}      # consumer op -> the PAD fused into it
@@ -247,7 +267,7 @@ def build_steps(g: OpGraph, kernels: str = "portable") -> tuple[Step, ...]:
                 mpp = out_t.shape[3] * kh * kw * in_shape[3]
                 pointwise = (kh, kw) == (1, 1) and op.stride == (1, 1) and pad == (0, 0)
                 kind = "pointwise" if pointwise else "conv"
-            scratch = (cmsis_scratch(kind, op.kernel, op.stride, op.dilation, pad, in_shape[3], out_t.shape[3])
+            scratch = (cmsis_scratch(kind, op.kernel, op.dilation, pad, in_shape[3], out_t.shape[3], target)
                        if kernels == "cmsis-nn" else 0)
             steps.append(Step(kind=kind, kernel=op.kernel, stride=op.stride, dilation=op.dilation, pad=pad,
                               macs_per_pixel=mpp, kernel_scratch=scratch, **common))
@@ -440,8 +460,7 @@ def _schedule_from_groups(kind: str, g: OpGraph, steps: tuple[Step, ...], groups
         scratch_bytes=max([b for _, b in scratch.values()], default=0), lower_bound_bytes=max(live, default=0),
         macs=macs, base_macs=base_macs, timeline=tuple(op_live), timeline_by_step=tuple(live),
         op_names=tuple(op.name for op in g.ops),
-        steps=steps, offsets=tensor_offsets, scratch=scratch, inplace_steps=tuple(inplace), patch=patch,
-        stack_bytes=engine_stack_bytes(kind, steps, inplace, DEFAULT_STACK_TARGET), stack_target=DEFAULT_STACK_TARGET)
+        steps=steps, offsets=tensor_offsets, scratch=scratch, inplace_steps=tuple(inplace), patch=patch)
 
 
 def plan_inplace(g: OpGraph, steps: tuple[Step, ...] | None = None) -> Schedule:
@@ -715,24 +734,25 @@ def parse_grid(text: str) -> tuple[int, int]:
 def plan_schedule(model: bytes | Path | str, kind: str, ram_budget: int | None = None,
                   split: int | None = None, grid: tuple[int, int] | None = None,
                   graph: OpGraph | None = None, stack_target: str = DEFAULT_STACK_TARGET,
-                  kernels: str = "portable") -> Schedule:
+                  kernels: str = "portable", with_stack: bool = True) -> Schedule:
     """One schedule of `model`: "tflm", "inplace", "patch" (auto split/grid unless both given) or "auto"
     (the first of tflm, inplace, patch whose peak fits `ram_budget`; without a budget, the lowest peak).
     A static schedule's `stack_bytes` is the engine's stack on build target `stack_target`; `kernels` is the
-    static engine's kernel library (CMSIS-NN: no in-place conv kernels, their scratch in the arena)."""
-    s = _plan(model, kind, ram_budget, split, grid, graph, kernels)
-    if s.kind != "tflm" and stack_target != s.stack_target:
+    static engine's kernel library (CMSIS-NN: no in-place conv kernels, their scratch in the arena);
+    `with_stack` False leaves the stack term 0 (what engine_stack.py measures it from)."""
+    s = _plan(model, kind, ram_budget, split, grid, graph, kernels, stack_target)
+    if s.kind != "tflm" and with_stack:
         s = replace(s, stack_bytes=engine_stack_bytes(s.kind, s.steps, s.inplace_steps, stack_target), stack_target=stack_target)
     return s
 
 
 def _plan(model: bytes | Path | str, kind: str, ram_budget: int | None, split: int | None,
-          grid: tuple[int, int] | None, graph: OpGraph | None, kernels: str) -> Schedule:
+          grid: tuple[int, int] | None, graph: OpGraph | None, kernels: str, target: str) -> Schedule:
     g = graph or read_opgraph(model)
     data = model if isinstance(model, bytes) else Path(model).read_bytes()
     if kind == "tflm":
         return plan_tflm(data, g)
-    steps = build_steps(g, kernels)
+    steps = build_steps(g, kernels, target)
     if kind == "inplace":
         return plan_inplace(g, steps)
     if kind == "patch":

@@ -64,26 +64,19 @@ static void conv_rows(const se_conv_params *p, se_view in, se_view out, se_regio
   f_d.n = p->out_c; f_d.h = p->kh; f_d.w = p->kw; f_d.c = in.c;
   b_d.n = 1; b_d.h = 1; b_d.w = 1; b_d.c = p->out_c;
   o_d.n = 1; o_d.h = rows; o_d.w = wide; o_d.c = p->out_c;
-  if (depthwise) {
-    cmsis_nn_dw_conv_params dp;
-    f_d.n = 1; f_d.c = p->out_c;
-    dp.input_offset = p->input_offset;
-    dp.output_offset = p->output_offset;
-    dp.ch_mult = p->depth_multiplier;
-    dp.stride.h = p->sh; dp.stride.w = p->sw;
-    dp.padding.h = ci.pad_t; dp.padding.w = ci.pad_l;
-    dp.dilation.h = p->dh; dp.dilation.w = p->dw;
-    dp.activation.min = p->act_min; dp.activation.max = p->act_max;
-    status = arm_depthwise_conv_wrapper_s8(&ctx, &dp, &q, &in_d, ci.in, &f_d, p->weights, &b_d, p->bias, &o_d, o);
-  } else {
-    cmsis_nn_conv_params cp;
-    cp.input_offset = p->input_offset;
-    cp.output_offset = p->output_offset;
-    cp.stride.h = p->sh; cp.stride.w = p->sw;
-    cp.padding.h = ci.pad_t; cp.padding.w = ci.pad_l;
-    cp.dilation.h = p->dh; cp.dilation.w = p->dw;
-    cp.activation.min = p->act_min; cp.activation.max = p->act_max;
-    status = arm_convolve_wrapper_s8(&ctx, &cp, &q, &in_d, ci.in, &f_d, p->weights, &b_d, p->bias, &o_d, o);
+  {
+    /* the fields both parameter structs share, set once */
+    const cmsis_nn_conv_params cp = {p->input_offset, p->output_offset, {p->sw, p->sh}, {ci.pad_l, ci.pad_t},
+                                     {p->dw, p->dh}, {p->act_min, p->act_max}};
+    if (depthwise) {
+      const cmsis_nn_dw_conv_params dp = {cp.input_offset, cp.output_offset, p->depth_multiplier, cp.stride,
+                                          cp.padding, cp.dilation, cp.activation};
+      f_d.n = 1;
+      f_d.c = p->out_c;
+      status = arm_depthwise_conv_wrapper_s8(&ctx, &dp, &q, &in_d, ci.in, &f_d, p->weights, &b_d, p->bias, &o_d, o);
+    } else {
+      status = arm_convolve_wrapper_s8(&ctx, &cp, &q, &in_d, ci.in, &f_d, p->weights, &b_d, p->bias, &o_d, o);
+    }
   }
   if (status != ARM_CMSIS_NN_SUCCESS) { /* a shape CMSIS-NN refuses: the portable kernel computes the same */
     se_region part = {y0, y0 + rows, r.x0, r.x1};

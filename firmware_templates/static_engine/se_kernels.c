@@ -44,6 +44,30 @@ static int32_t requantize(int32_t acc, const se_conv_params *p, int oc) {
   return clamp(acc, p->act_min, p->act_max);
 }
 
+/* The kernel taps [*lo, *hi) whose input coordinate i0 + d * k lies in [0, n): the reference kernels skip the
+ * others (padding), and a skipped tap adds nothing, so the loops visit exactly the taps that count. */
+static void taps(int i0, int d, int k, int n, int *lo, int *hi) {
+  int a = 0, b = k;
+  while (a < b && i0 + d * a < 0) ++a;
+  while (b > a && i0 + d * (b - 1) >= n) --b;
+  *lo = a;
+  *hi = b;
+}
+
+/* Output pixel (oy, ox)'s window: its top-left input coordinate and the taps inside the input. */
+typedef struct {
+  int iy0, ix0, ky0, ky1, kx0, kx1;
+} se_window;
+
+static se_window window(const se_conv_params *p, int oy, int ox) {
+  se_window w;
+  w.iy0 = oy * p->sh - p->pad_t;
+  w.ix0 = ox * p->sw - p->pad_l;
+  taps(w.iy0, p->dh, p->kh, p->in_h, &w.ky0, &w.ky1);
+  taps(w.ix0, p->dw, p->kw, p->in_w, &w.kx0, &w.kx1);
+  return w;
+}
+
 /* reference_integer_ops::ConvPerChannel */
 void se_conv(const se_conv_params *p, se_view in, se_view out, se_region r) {
   const int8_t *src = (const int8_t *)in.data;
@@ -52,15 +76,13 @@ void se_conv(const se_conv_params *p, se_view in, se_view out, se_region r) {
   for (int oy = r.y0; oy < r.y1; ++oy) {
     for (int ox = r.x0; ox < r.x1; ++ox) {
       int8_t *o = dst + ((oy - out.y0) * out.w + (ox - out.x0)) * p->out_c;
-      const int iy0 = oy * p->sh - p->pad_t, ix0 = ox * p->sw - p->pad_l;
+      const se_window win = window(p, oy, ox);
       for (int oc = 0; oc < p->out_c; ++oc) {
         int32_t acc = 0;
-        for (int ky = 0; ky < p->kh; ++ky) {
-          const int iy = iy0 + p->dh * ky;
-          if (iy < 0 || iy >= p->in_h) continue;
-          for (int kx = 0; kx < p->kw; ++kx) {
-            const int ix = ix0 + p->dw * kx;
-            if (ix < 0 || ix >= p->in_w) continue;
+        for (int ky = win.ky0; ky < win.ky1; ++ky) {
+          const int iy = win.iy0 + p->dh * ky;
+          for (int kx = win.kx0; kx < win.kx1; ++kx) {
+            const int ix = win.ix0 + p->dw * kx;
             const int8_t *ip = src + ((iy - in.y0) * in.w + (ix - in.x0)) * ic;
             const int8_t *wp = p->weights + ((oc * p->kh + ky) * p->kw + kx) * ic;
             for (int c = 0; c < ic; ++c) acc += wp[c] * (ip[c] + p->input_offset);
@@ -80,17 +102,15 @@ void se_depthwise(const se_conv_params *p, se_view in, se_view out, se_region r)
   for (int oy = r.y0; oy < r.y1; ++oy) {
     for (int ox = r.x0; ox < r.x1; ++ox) {
       int8_t *o = dst + ((oy - out.y0) * out.w + (ox - out.x0)) * p->out_c;
-      const int iy0 = oy * p->sh - p->pad_t, ix0 = ox * p->sw - p->pad_l;
+      const se_window win = window(p, oy, ox);
       for (int c = 0; c < ic; ++c) {
         for (int m = 0; m < dm; ++m) {
           const int oc = m + c * dm;
           int32_t acc = 0;
-          for (int ky = 0; ky < p->kh; ++ky) {
-            const int iy = iy0 + p->dh * ky;
-            if (iy < 0 || iy >= p->in_h) continue;
-            for (int kx = 0; kx < p->kw; ++kx) {
-              const int ix = ix0 + p->dw * kx;
-              if (ix < 0 || ix >= p->in_w) continue;
+          for (int ky = win.ky0; ky < win.ky1; ++ky) {
+            const int iy = win.iy0 + p->dh * ky;
+            for (int kx = win.kx0; kx < win.kx1; ++kx) {
+              const int ix = win.ix0 + p->dw * kx;
               acc += p->weights[(ky * p->kw + kx) * p->out_c + oc] *
                      (src[((iy - in.y0) * in.w + (ix - in.x0)) * ic + c] + p->input_offset);
             }
@@ -111,14 +131,12 @@ void se_depthwise_inplace(const se_conv_params *p, se_view in, se_view out, se_r
     for (int i = 0; i < npix; ++i) plane[i] = buf[i * C + c];
     for (int oy = r.y0; oy < r.y1; ++oy) {
       for (int ox = r.x0; ox < r.x1; ++ox) {
-        const int iy0 = oy * p->sh - p->pad_t, ix0 = ox * p->sw - p->pad_l;
+        const se_window win = window(p, oy, ox);
         int32_t acc = 0;
-        for (int ky = 0; ky < p->kh; ++ky) {
-          const int iy = iy0 + p->dh * ky;
-          if (iy < 0 || iy >= p->in_h) continue;
-          for (int kx = 0; kx < p->kw; ++kx) {
-            const int ix = ix0 + p->dw * kx;
-            if (ix < 0 || ix >= p->in_w) continue;
+        for (int ky = win.ky0; ky < win.ky1; ++ky) {
+          const int iy = win.iy0 + p->dh * ky;
+          for (int kx = win.kx0; kx < win.kx1; ++kx) {
+            const int ix = win.ix0 + p->dw * kx;
             acc += p->weights[(ky * p->kw + kx) * C + c] * (plane[(iy - in.y0) * in.w + (ix - in.x0)] + p->input_offset);
           }
         }

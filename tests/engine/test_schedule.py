@@ -190,3 +190,29 @@ def test_mobilenet_v2_035_224_fits_256_kib(tmp_path, calib_dir):
     convert(ModelSpec(0.35, 224, "none"), ConvertOptions(calibration=calib_dir, num_calibration=4, output=model))
     chosen = plan_schedule(model, "auto", ram_budget=256 * 1024)
     assert chosen.peak_bytes <= 256 * 1024 and chosen.kind == "patch"
+
+
+def test_cmsis_scratch_per_target_by_hand():
+    """CMSIS-NN's *_get_buffer_size on each target's code path: Cortex-M4 (DSP), Cortex-M55 (MVE), host (C)."""
+    from edgemnv2.profile.schedule import cmsis_scratch
+
+    stem = ("conv", (3, 3), (1, 1), (0, 0), 3, 32)       # 27 columns -> 28 aligned
+    assert [cmsis_scratch(*stem, t) for t in ("mps2-an386", "mps3-an547", "host")] == [2 * 28 * 2, 4 * 2 * 16, 2 * 28 * 2]
+    dw3 = ("depthwise", (3, 3), (1, 1), (1, 1), 96, 96)  # arm_depthwise_conv_3x3_s8 without MVE: no buffer
+    assert [cmsis_scratch(*dw3, t) for t in ("mps2-an386", "mps3-an547", "host")] == [0, 4 * 124 * 9, 0]
+    dw5 = ("depthwise", (5, 5), (1, 1), (2, 2), 16, 16)  # the s8_opt path: im2col of int16 on DSP
+    assert [cmsis_scratch(*dw5, t) for t in ("mps2-an386", "mps3-an547", "host")] == [16 * 25 * 2, 4 * 124 * 25, 0]
+    assert cmsis_scratch("pointwise", (1, 1), (1, 1), (0, 0), 16, 32, "mps2-an386") == 0   # 1x1 fast, gcc
+    with pytest.raises(InputError, match="code path"):
+        cmsis_scratch(*stem, "arduino")
+
+
+def test_cmsis_plan_differs_per_target_only_in_scratch():
+    g = _chain()
+    m4 = plan_schedule(b"", "inplace", graph=g, kernels="cmsis-nn", with_stack=False)
+    m55 = plan_schedule(b"", "inplace", graph=g, kernels="cmsis-nn", stack_target="mps3-an547", with_stack=False)
+    # no in-place conv kernels with CMSIS-NN: expand and dw are both live at the depthwise
+    assert not m4.inplace_steps and plan_inplace(g).inplace_steps
+    assert m4.arena_bytes == 2 * 8 * 8 * 8
+    # with MVE the depthwise asks for 4 x 124 x 9 bytes, live at that step only
+    assert m55.arena_bytes == 2 * 8 * 8 * 8 + 4 * 124 * 9 and m55.scratch[1][1] == 4 * 124 * 9
