@@ -163,6 +163,7 @@ class BenchReport:
     stopped: str | None = None  # why the run stopped early
     layers: LayerTimes | None = None  # per-op times when the board reports them
     memory: MemoryUse | None = None  # RAM measured on the board (INFO flag FLAG_MEMORY)
+    skipped: list[str] = dataclasses.field(default_factory=list)  # files not sent: "name: why" (unreadable, too large)
 
 
 class ReferenceRun:
@@ -573,7 +574,8 @@ def run_bench(options: BenchOptions, on_result: Callable[[dict[str, Any]], None]
             transport.close()
             raise
         return _stream(options, model_sha, info, streamer, transport, results, files, image_set.labels,
-                       raw_inputs, done, todo, on_result, on_start, (graph, device))
+                       raw_inputs, done, todo, on_result, on_start, (graph, device),
+                       [f"{f.name}: {why}" for f, why in image_set.skipped])
 
 
 def _open_results(options: BenchOptions, header: dict[str, Any]) -> tuple[dict[str, Any] | None,
@@ -630,7 +632,7 @@ def _stream(options: BenchOptions, model_sha: bytes, info: p.Info, streamer: Str
             results: atomic.AppendLog, files: list[str], labels: np.ndarray, raw_inputs: np.ndarray,
             done: dict[int, dict[str, Any]], todo: list[int], on_result: Callable[[dict[str, Any]], None] | None,
             on_start: Callable[[int], None] | None,
-            estimate: tuple[ModelGraph, DeviceProfile | None]) -> BenchReport:
+            estimate: tuple[ModelGraph, DeviceProfile | None], skipped: list[str]) -> BenchReport:
     """Upload the missing images and append each result as it arrives; the summary at the end."""
     started = time.monotonic()
     memory: MemoryUse | None = None
@@ -674,6 +676,7 @@ def _stream(options: BenchOptions, model_sha: bytes, info: p.Info, streamer: Str
                      streamer, transport, reference.runtime, stopped, time.monotonic() - started,
                      raw_inputs[0].nbytes, model_sha, estimate)
     report.memory = memory
+    report.skipped = skipped
     if error is not None:
         failure = BoardError(f"{stopped}; {report.received} of {report.total} results saved in {options.out} "
                              f"(rerun with --resume to finish)")
@@ -759,6 +762,9 @@ def render_report(report: BenchReport) -> str:
         f"results      {report.received}/{report.total} received ({report.received_this_run} this run), "
         f"{report.errors} errors, {report.missing} missing",
     ]
+    if report.skipped:
+        lines.append(f"skipped      {len(report.skipped)} unreadable image files not sent: "
+                     + "; ".join(report.skipped[:3]) + ("; …" if len(report.skipped) > 3 else ""))
     if report.compared:
         lines.append(f"vs host      {report.exact_matches}/{report.compared} bit-exact with {report.reference_runtime}, "
                      f"max |diff| {report.max_abs_diff}, top-1 agreement {report.top1_agreement:.2%}")

@@ -324,6 +324,16 @@ static void write_tensor(emn_writer *w, const emn_tensor_desc *t) {
   emn_writer_u32(w, (uint32_t)t->zero_point);
 }
 
+/* The messages that are u32 fields alone (none for RESET and GET_MEMORY), in wire order: one encoder and one
+ * decoder serve them all, each message naming its fields once below. */
+static size_t encode_u32s(uint8_t type, const uint32_t *const *fields, size_t n, uint8_t *out, size_t cap) {
+  emn_writer w;
+  size_t i;
+  emn_writer_begin(&w, out, cap, type);
+  for (i = 0; i < n; ++i) emn_writer_u32(&w, *fields[i]);
+  return emn_writer_end(&w);
+}
+
 size_t emn_encode_hello(const emn_hello *m, uint8_t *out, size_t cap) {
   emn_writer w;
   emn_writer_begin(&w, out, cap, EMN_HELLO);
@@ -333,17 +343,11 @@ size_t emn_encode_hello(const emn_hello *m, uint8_t *out, size_t cap) {
 }
 
 size_t emn_encode_ping(const emn_ping *m, uint8_t *out, size_t cap) {
-  emn_writer w;
-  emn_writer_begin(&w, out, cap, EMN_PING);
-  emn_writer_u32(&w, m->token);
-  return emn_writer_end(&w);
+  const uint32_t *const fields[] = {&m->token};
+  return encode_u32s(EMN_PING, fields, 1, out, cap);
 }
 
-size_t emn_encode_reset(uint8_t *out, size_t cap) {
-  emn_writer w;
-  emn_writer_begin(&w, out, cap, EMN_RESET);
-  return emn_writer_end(&w);
-}
+size_t emn_encode_reset(uint8_t *out, size_t cap) { return encode_u32s(EMN_RESET, NULL, 0, out, cap); }
 
 size_t emn_encode_input(const emn_input *m, uint8_t *out, size_t cap) {
   emn_writer w;
@@ -356,10 +360,8 @@ size_t emn_encode_input(const emn_input *m, uint8_t *out, size_t cap) {
 }
 
 size_t emn_encode_get_result(const emn_get_result *m, uint8_t *out, size_t cap) {
-  emn_writer w;
-  emn_writer_begin(&w, out, cap, EMN_GET_RESULT);
-  emn_writer_u32(&w, m->id);
-  return emn_writer_end(&w);
+  const uint32_t *const fields[] = {&m->id};
+  return encode_u32s(EMN_GET_RESULT, fields, 1, out, cap);
 }
 
 size_t emn_encode_info(const emn_info *m, uint8_t *out, size_t cap) {
@@ -382,11 +384,8 @@ size_t emn_encode_info(const emn_info *m, uint8_t *out, size_t cap) {
 }
 
 size_t emn_encode_ack(const emn_ack *m, uint8_t *out, size_t cap) {
-  emn_writer w;
-  emn_writer_begin(&w, out, cap, EMN_ACK);
-  emn_writer_u32(&w, m->id);
-  emn_writer_u32(&w, m->next_offset);
-  return emn_writer_end(&w);
+  const uint32_t *const fields[] = {&m->id, &m->next_offset};
+  return encode_u32s(EMN_ACK, fields, 2, out, cap);
 }
 
 size_t emn_encode_result(const emn_result *m, uint8_t *out, size_t cap) {
@@ -425,30 +424,16 @@ size_t emn_encode_error(const emn_error *m, uint8_t *out, size_t cap) {
 }
 
 size_t emn_encode_pong(const emn_pong *m, uint8_t *out, size_t cap) {
-  emn_writer w;
-  emn_writer_begin(&w, out, cap, EMN_PONG);
-  emn_writer_u32(&w, m->token);
-  emn_writer_u32(&w, m->boot_nonce);
-  return emn_writer_end(&w);
+  const uint32_t *const fields[] = {&m->token, &m->boot_nonce};
+  return encode_u32s(EMN_PONG, fields, 2, out, cap);
 }
 
-size_t emn_encode_get_memory(uint8_t *out, size_t cap) {
-  emn_writer w;
-  emn_writer_begin(&w, out, cap, EMN_GET_MEMORY);
-  return emn_writer_end(&w);
-}
+size_t emn_encode_get_memory(uint8_t *out, size_t cap) { return encode_u32s(EMN_GET_MEMORY, NULL, 0, out, cap); }
 
 size_t emn_encode_memory(const emn_memory *m, uint8_t *out, size_t cap) {
-  emn_writer w;
-  emn_writer_begin(&w, out, cap, EMN_MEMORY);
-  emn_writer_u32(&w, m->boot_nonce);
-  emn_writer_u32(&w, m->arena_bytes);
-  emn_writer_u32(&w, m->arena_peak);
-  emn_writer_u32(&w, m->stack_peak);
-  emn_writer_u32(&w, m->stack_boot_peak);
-  emn_writer_u32(&w, m->stack_region);
-  emn_writer_u32(&w, m->inferences);
-  return emn_writer_end(&w);
+  const uint32_t *const fields[] = {&m->boot_nonce, &m->arena_bytes, &m->arena_peak, &m->stack_peak,
+                                    &m->stack_boot_peak, &m->stack_region, &m->inferences};
+  return encode_u32s(EMN_MEMORY, fields, 7, out, cap);
 }
 
 /* Bounds-checked cursor: any overrun sets `bad` and later reads return zeros. */
@@ -535,6 +520,16 @@ static int finish(const reader *r, int exact) {
 
 static int expect_type(const emn_frame *f, uint8_t type) { return f->type == type; }
 
+/* The decoder of the u32-only messages (see encode_u32s): exactly these fields, nothing after them. */
+static int unpack_u32s(const emn_frame *f, uint8_t type, uint32_t *const *fields, size_t n) {
+  reader r;
+  size_t i;
+  if (!expect_type(f, type)) return EMN_ERR_MALFORMED;
+  reader_init(&r, f);
+  for (i = 0; i < n; ++i) *fields[i] = rd_u32(&r);
+  return finish(&r, 1);
+}
+
 int emn_unpack_hello(const emn_frame *f, emn_hello *m) {
   reader r;
   const uint8_t *digest;
@@ -547,16 +542,11 @@ int emn_unpack_hello(const emn_frame *f, emn_hello *m) {
 }
 
 int emn_unpack_ping(const emn_frame *f, emn_ping *m) {
-  reader r;
-  if (!expect_type(f, EMN_PING)) return EMN_ERR_MALFORMED;
-  reader_init(&r, f);
-  m->token = rd_u32(&r);
-  return finish(&r, 1);
+  uint32_t *const fields[] = {&m->token};
+  return unpack_u32s(f, EMN_PING, fields, 1);
 }
 
-int emn_unpack_reset(const emn_frame *f) {
-  return (expect_type(f, EMN_RESET) && f->payload_len == 0u) ? EMN_OK : EMN_ERR_MALFORMED;
-}
+int emn_unpack_reset(const emn_frame *f) { return unpack_u32s(f, EMN_RESET, NULL, 0); }
 
 int emn_unpack_input(const emn_frame *f, emn_input *m) {
   reader r;
@@ -572,11 +562,8 @@ int emn_unpack_input(const emn_frame *f, emn_input *m) {
 }
 
 int emn_unpack_get_result(const emn_frame *f, emn_get_result *m) {
-  reader r;
-  if (!expect_type(f, EMN_GET_RESULT)) return EMN_ERR_MALFORMED;
-  reader_init(&r, f);
-  m->id = rd_u32(&r);
-  return finish(&r, 1);
+  uint32_t *const fields[] = {&m->id};
+  return unpack_u32s(f, EMN_GET_RESULT, fields, 1);
 }
 
 int emn_unpack_info(const emn_frame *f, emn_info *m) {
@@ -602,12 +589,8 @@ int emn_unpack_info(const emn_frame *f, emn_info *m) {
 }
 
 int emn_unpack_ack(const emn_frame *f, emn_ack *m) {
-  reader r;
-  if (!expect_type(f, EMN_ACK)) return EMN_ERR_MALFORMED;
-  reader_init(&r, f);
-  m->id = rd_u32(&r);
-  m->next_offset = rd_u32(&r);
-  return finish(&r, 1);
+  uint32_t *const fields[] = {&m->id, &m->next_offset};
+  return unpack_u32s(f, EMN_ACK, fields, 2);
 }
 
 int emn_unpack_result(const emn_frame *f, emn_result *m) {
@@ -656,28 +639,14 @@ int emn_unpack_error(const emn_frame *f, emn_error *m) {
 }
 
 int emn_unpack_pong(const emn_frame *f, emn_pong *m) {
-  reader r;
-  if (!expect_type(f, EMN_PONG)) return EMN_ERR_MALFORMED;
-  reader_init(&r, f);
-  m->token = rd_u32(&r);
-  m->boot_nonce = rd_u32(&r);
-  return finish(&r, 1);
+  uint32_t *const fields[] = {&m->token, &m->boot_nonce};
+  return unpack_u32s(f, EMN_PONG, fields, 2);
 }
 
-int emn_unpack_get_memory(const emn_frame *f) {
-  return (expect_type(f, EMN_GET_MEMORY) && f->payload_len == 0u) ? EMN_OK : EMN_ERR_MALFORMED;
-}
+int emn_unpack_get_memory(const emn_frame *f) { return unpack_u32s(f, EMN_GET_MEMORY, NULL, 0); }
 
 int emn_unpack_memory(const emn_frame *f, emn_memory *m) {
-  reader r;
-  if (!expect_type(f, EMN_MEMORY)) return EMN_ERR_MALFORMED;
-  reader_init(&r, f);
-  m->boot_nonce = rd_u32(&r);
-  m->arena_bytes = rd_u32(&r);
-  m->arena_peak = rd_u32(&r);
-  m->stack_peak = rd_u32(&r);
-  m->stack_boot_peak = rd_u32(&r);
-  m->stack_region = rd_u32(&r);
-  m->inferences = rd_u32(&r);
-  return finish(&r, 1);
+  uint32_t *const fields[] = {&m->boot_nonce, &m->arena_bytes, &m->arena_peak, &m->stack_peak,
+                              &m->stack_boot_peak, &m->stack_region, &m->inferences};
+  return unpack_u32s(f, EMN_MEMORY, fields, 7);
 }

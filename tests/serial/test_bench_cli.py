@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -23,6 +24,31 @@ def test_bench_json_summary(virtual_board, int8_mnv2_96, calib_dir, tmp_path) ->
         assert key in summary
     assert {"mean", "p50", "p90", "p99"} <= set(summary["latency_us"])
     assert summary["sent"] == summary["received"] == summary["exact_matches"] == 12
+
+
+def test_bench_counts_the_images_it_skips(virtual_board, int8_mnv2_96, calib_dir, tmp_path, monkeypatch) -> None:
+    """An unreadable file and one too large to decode are skipped, never fatal, and named in both reports."""
+    from PIL import Image
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for path in sorted(calib_dir.iterdir())[:3]:
+        shutil.copy(path, images / path.name)
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    Image.new("RGB", (1000, 1000)).save(images / "wide.png")
+    monkeypatch.setattr("edgemnv2.data.MAX_IMAGE_PIXELS", 500_000)  # the calibration images are 500 x ~375
+    board = virtual_board(int8_mnv2_96, runtime="litert", baud=0)
+    bench = ["bench", "--port", board.path, "--model", str(int8_mnv2_96), "--images", str(images)]
+    result = CliRunner().invoke(cli, [*bench, "--json", "--out", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["total"] == summary["received"] == 3
+    reasons = dict(line.split(": ", 1) for line in summary["skipped"])
+    assert sorted(reasons) == ["broken.jpg", "wide.png"]
+    assert reasons["wide.png"] == "1000x1000 is too large to decode safely (limit 500,000 pixels)"
+    text = CliRunner().invoke(cli, [*bench, "--out", str(tmp_path / "t.jsonl")])
+    assert text.exit_code == 0, text.output
+    assert "skipped      2 unreadable image files not sent: broken.jpg: " in text.output
 
 
 def test_board_sim_prints_path_first(int8_mnv2_96) -> None:
