@@ -136,3 +136,19 @@ def test_dump_toml_round_trips_profile_values() -> None:
         "int8_macs_per_cycle": {"conv": 0.3}, "per_kind": {"mean": {"cycles_per_byte": 1e-05}}},
         "sources": {"cpu.per_kind": "fit", "name": "ünïcode"}}
     assert tomllib.loads(dump_toml(data)) == data
+
+
+def test_bundled_an386_profile_is_the_fit_to_the_measured_firmware(tmp_path: Path) -> None:
+    """The bundled qemu-an386 profile's per-kind tables are what `devices calibrate` fits to the real 1.0/96
+    CMSIS-NN run (per-layer means from benchmarks/firmware_per_layer.py --fixtures), and that fit predicts the
+    measured instructions of the held-out 1.0/160 and 0.35/96 (random weights) runs within 15 %."""
+    vectors = Path(__file__).parents[1] / "vectors" / "firmware"
+    held = [vectors / "an386-160-cmsis.jsonl", vectors / "an386-035-cmsis.jsonl"]
+    report = calibrate([vectors / "an386-96-cmsis.jsonl"], load_device("qemu-an386"), tmp_path / "fit.toml", held)
+    bundled = load_device("qemu-an386").cpu.per_kind
+    assert bundled.keys() == report.per_kind.keys()
+    for kind, table in report.per_kind.items():
+        assert dataclasses.asdict(bundled[kind]) == pytest.approx(dataclasses.asdict(table), rel=1e-5), kind
+    assert [f.model for f in report.files] == ["mnv2_1.0_96_int8.tflite", "mnv2_1.0_160_int8.tflite",
+                                               "mnv2_0.35_96_random_int8.tflite"]
+    assert all(abs(f.error) < 0.15 for f in report.files), [(f.model, f.error) for f in report.files]
