@@ -2,9 +2,10 @@
 
 Each side runs as a fresh `python` subprocess (same TensorFlow import cost), timed from launch to
 exit; sides alternate and each keeps its best of --repeats runs, since the 2-core machine is shared.
-The gated ratio runs `edgemnv2 convert` with the bare converter's quantization (min/max ranges, no bias
-correction), so it measures the pipeline's own cost; the default (MSE ranges + bias correction, better
-agreement) is timed too and its ratio printed. Exit status 1 when ours/bare exceeds --max-ratio.
+Two ratios are gated: `edgemnv2 convert` with the bare converter's quantization (min/max ranges), which
+measures the pipeline's own cost (--max-ratio), and `edgemnv2 convert` with its defaults (MSE activation
+ranges: one more float pass over the calibration images and the range search), which is what a user
+pays (--max-default-ratio). Exit status 1 when either is exceeded.
 
     python3 benchmarks/convert_vs_bare.py                     # 1.0/224, shared weights + 100 images
     python3 benchmarks/convert_vs_bare.py --alpha 0.35 --resolution 96 --weights none --repeats 1
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--num-calibration", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--max-ratio", type=float, default=1.15)
+    parser.add_argument("--max-default-ratio", type=float, default=1.3)
     args = parser.parse_args()
 
     calib = args.calibration or shared_calibration_dir()
@@ -82,7 +84,7 @@ def main() -> None:
                         str(args.resolution), "--weights", weights, "--calibration", str(calib),
                         "--num-calibration", str(count), "-o", f"{tmp}/ours.tflite"]
         # the same quantization as the bare converter: what the pipeline itself costs
-        ours_cmd = ours_default + ["--calibration-method", "minmax", "--no-bias-correction"]
+        ours_cmd = ours_default + ["--calibration-method", "minmax"]
         bare_cmd = [sys.executable, "-c", BARE, str(args.alpha), str(args.resolution), weights, str(calib),
                     str(count), f"{tmp}/bare.tflite"]
         ours, bare, default = [], [], []
@@ -94,15 +96,17 @@ def main() -> None:
         sizes = (Path(tmp, "ours.tflite").stat().st_size, Path(tmp, "bare.tflite").stat().st_size)
 
     ratio = min(ours) / min(bare)
+    default_ratio = min(default) / min(bare)
     print(f"model     MobileNetV2 {float(args.alpha)}/{args.resolution}, weights {Path(weights).name}, "
           f"{count} calibration images from {calib}")
     print(f"bare      tf.lite.TFLiteConverter script  {min(bare):7.2f} s  (best of {args.repeats}; {sizes[1]} bytes)")
     print(f"ours      edgemnv2 convert               {min(ours):7.2f} s  (best of {args.repeats}; {sizes[0]} bytes, "
           "same min/max quantization + verification + sidecar)")
     print(f"ratio     {ratio:.3f}  (limit {args.max_ratio})  {'OK' if ratio <= args.max_ratio else 'TOO SLOW'}")
-    print(f"default   edgemnv2 convert (mse ranges + bias correction) {min(default):7.2f} s  "
-          f"ratio {min(default) / min(bare):.3f} to bare: the price of the quality default (docs/quantization.md)")
-    sys.exit(0 if ratio <= args.max_ratio else 1)
+    print(f"default   edgemnv2 convert (mse ranges)  {min(default):7.2f} s  (best of {args.repeats})")
+    print(f"ratio     {default_ratio:.3f}  (limit {args.max_default_ratio})  "
+          f"{'OK' if default_ratio <= args.max_default_ratio else 'TOO SLOW'}  (default vs bare)")
+    sys.exit(0 if ratio <= args.max_ratio and default_ratio <= args.max_default_ratio else 1)
 
 
 if __name__ == "__main__":

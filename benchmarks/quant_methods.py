@@ -40,6 +40,8 @@ METHODS: dict[str, dict] = {
     "per-tensor+eq+bias-corr": {"per_tensor": True, "equalize": True, "bias_correction": True},
     "per-tensor+eq+bc+mse": {"per_tensor": True, "equalize": True, "bias_correction": True,
                              "calibration_method": "mse"},
+    "adaround": {"adaround": True},
+    "per-tensor+eq+adaround": {"per_tensor": True, "equalize": True, "adaround": True},
 }
 HOLDOUT_FRACTION = 0.3  # as `edgemnv2 run` does when one folder is given for both
 HOLDOUT_SEED = 0

@@ -52,12 +52,13 @@ class ConvertOptions:
     output: Path | None = None  # None: <model name>_<quantize>.tflite in the current folder
     crop_fraction: float | None = 0.875
     # quantization beyond the converter's defaults (edgemnv2.quantization, issue 6)
-    # None = the measured best for the mode (quantization.resolved_defaults): mse ranges + bias correction
-    # for per-channel int8, min/max + bias correction for per-tensor, the converter's own otherwise.
+    # None = the measured best for the mode (quantization.resolved_defaults): mse ranges for per-channel
+    # int8, min/max + bias correction for per-tensor, the converter's own otherwise.
     calibration_method: str | None = None  # minmax | percentile | mse activation ranges
     per_tensor: bool = False  # per-tensor instead of per-channel weights
     equalize: bool = False  # cross-layer equalization (ReLU6-aware) before calibration
     bias_correction: bool | None = None  # empirical bias correction from the calibration images
+    adaround: bool = False  # learned weight rounding (AdaRound) against the float model's layer outputs
     int16_activations: str | None = None  # "all": 16x8 mode (int16 activations, int8 weights)
     bias_correction_by_default: bool = field(default=False, repr=False)  # set by resolved_defaults
 

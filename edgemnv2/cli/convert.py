@@ -29,8 +29,10 @@ def quantization_options(func):  # type: ignore[no-untyped-def]
                      help="Cross-layer equalization (ReLU6-aware, batch norm folded) before calibration."),
         click.option("--bias-correction/--no-bias-correction", default=None,
                      help="Correct the bias shift that weight rounding causes, measured on the calibration images "
-                          "(default: on for int8). --calibration-method minmax --no-bias-correction is the plain "
-                          "converter."),
+                          "(default: on for --per-tensor int8). --calibration-method minmax is the plain converter."),
+        click.option("--adaround", is_flag=True,
+                     help="AdaRound: learn each weight's rounding (down or up) layer by layer against the float "
+                          "model's outputs on the calibration images (slower; replaces bias correction)."),
         click.option("--int16-activations", default=None, metavar="all|auto|LAYER,...",
                      help="16x8 mode (int16 activations, int8 weights): 'all' for the whole graph (needs --io "
                           "float32); 'auto' for the 3 layers losing most SQNR (plus the output probabilities with "
@@ -60,8 +62,8 @@ def quantization_options(func):  # type: ignore[no-untyped-def]
 def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weights_dir: Path | None,
                 model_path: Path | None, quantize: str, io: str | None, output: Path | None,
                 calibration: Path | None, num_calibration: int, seed: int, calibration_method: str,
-                per_tensor: bool, equalize: bool, bias_correction: bool, int16_activations: str | None,
-                as_json: bool) -> None:
+                per_tensor: bool, equalize: bool, bias_correction: bool, adaround: bool,
+                int16_activations: str | None, as_json: bool) -> None:
     """Convert MobileNetV2 (or your Keras model) to TFLite; int8 by default, verified fully integer.
 
     \b
@@ -80,7 +82,7 @@ def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weigh
     options = ConvertOptions(quantize=quantize, io=io, calibration=calibration, num_calibration=num_calibration,
                              seed=seed, output=output, calibration_method=calibration_method,
                              per_tensor=per_tensor, equalize=equalize, bias_correction=bias_correction,
-                             int16_activations=int16_activations)
+                             adaround=adaround, int16_activations=int16_activations)
     result = convert(source, options, progress=progress_enabled(), on_stage=stage_lines())
     if as_json:
         emit_json({**result.sidecar.to_json(), "model": result.output, "sidecar": result.sidecar_path},
@@ -102,7 +104,9 @@ def render_text(result: ConvertResult) -> str:
     if q.get("method"):
         lines.append(f"  quantization {q['weights']} weights, {q['activations']} activations, {q['method']} ranges "
                      f"({q['ranges_changed']}/{q['ranges_recorded']} ranges changed)"
-                     + (", equalized" if "equalize" in q else "") + (", bias-corrected" if "bias_correction" in q else ""))
+                     + (", equalized" if "equalize" in q else "") + (", bias-corrected" if "bias_correction" in q else "")
+                     + (f", AdaRound ({q['adaround']['flipped']:.1%} of weights flipped, {q['adaround']['seconds']:.0f} s)"
+                        if "adaround" in q else ""))
     if s.calibration:
         c = s.calibration
         lines.append(f"  calibration {c['count']} images from {c['folder']}"

@@ -23,7 +23,7 @@ def test_convert_with_no_options_resolves_to_the_measured_best() -> None:
     assert options.quantize == "int8" and options.io == "int8"          # full-integer model, int8 I/O
     assert options.per_tensor is False                                    # per-channel weights
     assert options.calibration_method == "mse"                            # MSE activation ranges
-    assert options.bias_correction is True and options.bias_correction_by_default
+    assert options.bias_correction is False and options.adaround is False  # a no-op on on-grid weights
     assert options.equalize is False and options.int16_activations is None
     assert options.num_calibration == 100 and options.seed == 0 and options.crop_fraction == 0.875
     assert options.calibration is None and options.output is None        # shared images, <name>_int8.tflite
@@ -33,6 +33,7 @@ def test_convert_with_no_options_resolves_to_the_measured_best() -> None:
 
 @pytest.mark.parametrize("fields, method, bias", [
     ({"per_tensor": True}, "minmax", True),
+    ({"per_tensor": True, "adaround": True}, "minmax", False),  # AdaRound's loss holds the output mean
     ({"int16_activations": "all", "io": "float32"}, "minmax", False),
     ({"quantize": "float16"}, "minmax", False),
     ({"calibration_method": "percentile", "bias_correction": False}, "percentile", False),

@@ -36,20 +36,44 @@ def test_bias_correction_removes_mean_shift_of_a_layer() -> None:
     assert np.abs((quantized_out - float_out).mean(axis=0)).max() < 1e-5
 
 
+def _histogram(counts: np.ndarray, lo: float, hi: float) -> calibration.GrowingHistogram:
+    hist = calibration.GrowingHistogram()
+    hist.lo, hist.hi, hist.min, hist.max, hist.counts = lo, hi, lo, hi, counts
+    return hist
+
+
 def test_percentile_and_mse_clip_an_outlier() -> None:
-    hist = np.zeros(calibration.HIST_BINS, np.int64)
-    hist[: calibration.HIST_BINS // 10] = 100_000  # the bulk in the first tenth of [0, 100]
-    hist[-1] = 1  # one outlier at the top: MSE clips it once the bulk's rounding error outweighs it
-    lo, hi = calibration._percentile_range(hist, 0.0, 100.0, 99.99)
+    counts = np.zeros(calibration.HIST_BINS, np.int64)
+    counts[: calibration.HIST_BINS // 10] = 100_000  # the bulk in the first tenth of [0, 100]
+    counts[-1] = 1  # one outlier at the top: MSE clips it once the bulk's rounding error outweighs it
+    lo, hi = calibration._percentile_range(_histogram(counts, 0.0, 100.0), 99.99)
     assert lo == 0.0 and hi < 15
-    lo, hi = calibration._mse_range(hist, 0.0, 100.0)
+    lo, hi = calibration._mse_range(_histogram(counts, 0.0, 100.0))
     assert lo == 0.0 and 8 < hi < 30
 
 
 def test_mse_keeps_a_uniform_range() -> None:
-    hist = np.full(calibration.HIST_BINS, 100, np.int64)
-    lo, hi = calibration._mse_range(hist, -4.0, 4.0)
+    lo, hi = calibration._mse_range(_histogram(np.full(calibration.HIST_BINS, 100, np.int64), -4.0, 4.0))
     assert hi > 3.5 and lo < -3.5
+
+
+def test_growing_histogram_equals_one_histogram_of_all_values() -> None:
+    rng = np.random.default_rng(2)
+    batches = [np.abs(rng.normal(0, 0.5, 1000)), np.abs(rng.normal(0, 3, 1000)), rng.normal(0, 9, 1000),
+               np.zeros(10)]
+    hist = calibration.GrowingHistogram()
+    hist.add(np.zeros(5))  # zeros before any span exists
+    for batch in batches:
+        hist.add(batch.astype(np.float32))
+    everything = np.concatenate([np.zeros(5), *batches]).astype(np.float32)
+    assert (hist.min, hist.max) == (float(everything.min()), float(everything.max()))
+    assert hist.lo < 0 < hist.hi and hist.lo <= hist.min and hist.max <= hist.hi and hist.hi == -hist.lo
+    index = np.clip(((everything - hist.lo) * (calibration.HIST_BINS / (hist.hi - hist.lo))).astype(int), 0,
+                    calibration.HIST_BINS - 1)
+    expected = np.bincount(index, minlength=calibration.HIST_BINS)
+    # merging bin pairs is exact; a value on a bin edge may land one bin off after float32 scaling
+    assert hist.counts.sum() == len(everything)
+    assert np.abs(np.cumsum(hist.counts) - np.cumsum(expected)).max() <= 3
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,99 @@
+"""AdaRound: learned rounding lowers the layer loss, stays on the converter's grid, and survives quantization."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgemnv2.errors import InputError
+from edgemnv2_converters import adaround, calibration
+
+
+def _layer(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (rows × inputs) and the second moment of correlated post-ReLU inputs."""
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.normal(size=(2000, 48)) @ (np.eye(48) + 0.3 * rng.normal(size=(48, 48))), 0)
+    rows = rng.normal(size=(12, 48)) * np.linspace(0.2, 2.0, 12)[:, None]
+    return rows, x.T @ x / len(x)
+
+
+@pytest.mark.parametrize("per_tensor", [False, True])
+def test_learned_rounding_beats_nearest_and_keeps_the_grid(per_tensor: bool) -> None:
+    rows, gram = _layer()
+    result = adaround.round_layer(rows, gram, per_tensor=per_tensor)
+    scale = adaround.weight_scale(rows, per_tensor)
+    nearest = np.round(rows / scale)
+    assert result.loss_adaround < 0.8 * result.loss_nearest
+    assert 0 < result.flipped < 0.5
+    assert set(np.unique(result.q - nearest)) <= {-1.0, 0.0, 1.0}  # floor or ceil, never further
+    assert np.abs(result.q).max() <= 127
+    # the weight that sets the converter's scale keeps its rounding, so the scale does not move
+    assert np.allclose(np.abs(result.q * scale).max(axis=None if per_tensor else 1), np.abs(rows).max(
+        axis=None if per_tensor else 1), rtol=1e-9)
+
+
+def test_weights_on_the_grid_are_left_alone() -> None:
+    rows, gram = _layer(1)
+    scale = adaround.weight_scale(rows, False)
+    on_grid = np.round(rows / scale) * scale + 1e-7 * scale  # int8 values, float32-style round-off
+    result = adaround.round_layer(on_grid, gram)
+    assert result.flipped == 0.0 and np.array_equal(result.q, np.round(rows / scale))
+
+
+def _tiny_model():
+    """Conv 3x3 → ReLU6 → depthwise → ReLU6 → 1x1 → pool → dense: one op of each kind AdaRound rounds."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    x = keras.layers.Conv2D(6, 1)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(5)(x))
+
+
+@pytest.mark.parametrize("per_tensor", [False, True])
+def test_apply_writes_weights_the_quantizer_maps_back_to_the_learned_integers(per_tensor: bool) -> None:
+    from edgemnv2.tflite import load_graph
+
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 24, 24, 3)).astype(np.float32)
+    calibrated = calibration.calibrate_float_model(_tiny_model(), images)
+    rounded, report = adaround.apply(calibrated, images, per_tensor=per_tensor)
+    assert report.layers == 4 and report.images == 6 and report.flipped > 0 and report.loss_ratio < 1.0
+    plain = load_graph(calibration.quantize_calibrated(calibrated, per_tensor=per_tensor))
+    learned = load_graph(calibration.quantize_calibrated(rounded, per_tensor=per_tensor))
+    changed = total = 0
+    for a, b in zip(plain.ops, learned.ops):
+        if a.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            wa, wb = plain.tensors[a.inputs[1]], learned.tensors[b.inputs[1]]
+            assert wa.quantization.scale == pytest.approx(wb.quantization.scale, rel=1e-6)
+            step = np.abs(wa.values().astype(int) - wb.values().astype(int))
+            assert step.max() <= 1
+            changed, total = changed + int(step.sum()), total + step.size
+    assert changed / total == pytest.approx(report.flipped, abs=1e-6)
+
+
+def test_adaround_and_bias_correction_are_exclusive() -> None:
+    from edgemnv2.convert import ConvertOptions
+
+    assert ConvertOptions(adaround=True).bias_correction is False
+    with pytest.raises(InputError, match="use one of them"):
+        ConvertOptions(adaround=True, bias_correction=True)
+
+
+def test_vectorised_mse_search_matches_scoring_each_candidate() -> None:
+    rng = np.random.default_rng(3)
+    hist = calibration.GrowingHistogram()
+    hist.add(np.clip(rng.standard_t(3, 100_000) * 3.0, -30, 45).astype(np.float32))
+    lo, hi, centers = hist.min, hist.max, hist.centers()
+
+    def score(a: float, b: float) -> float:
+        inside = (centers >= a) & (centers <= b)
+        step = (b - a) / 255
+        return float((hist.counts * ((centers - np.clip(centers, a, b)) ** 2
+                                     + np.where(inside, step * step / 12, 0))).sum())
+
+    candidates = [(lo * f, hi * g) for g in np.linspace(0.1, 1.0, 91) for f in np.linspace(0.1, 1.0, 19)]
+    best = min(candidates, key=lambda c: score(*c))
+    assert calibration._mse_range(hist) == pytest.approx(best, rel=1e-9)
