@@ -39,25 +39,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgemnv2.models import ModelSpec
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEMNV2_SHARED") or REPO.parent / "shared")
 EDGEMNV2 = [sys.executable, "-m", "edgemnv2"]
 
 
 @dataclass(frozen=True)
-class Model:
-    alpha: float
-    resolution: int
-    weights: str  # imagenet | none
-
-    @property
-    def file(self) -> str:
-        return f"mnv2_{self.alpha}_{self.resolution}_{'int8' if self.weights == 'imagenet' else 'random_int8'}.tflite"
-
-
-@dataclass(frozen=True)
 class Run:
-    model: Model
+    model: ModelSpec  # weights imagenet | none
     target: str
     kernels: str
     count: int
@@ -66,8 +57,7 @@ class Run:
     baud: int = 28800   # about what the link really moves (QEMU's UART), for bench's ACK timeouts
 
 
-M96, M160, M224, M035 = Model(1.0, 96, "imagenet"), Model(1.0, 160, "imagenet"), Model(1.0, 224, "imagenet"), \
-    Model(0.35, 96, "none")
+M96, M160, M224, M035 = ModelSpec(1.0, 96), ModelSpec(1.0, 160), ModelSpec(1.0, 224), ModelSpec(0.35, 96, "none")
 RUNS = {
     "96-cmsis": Run(M96, "mps2-an386", "cmsis-nn", 100, "qemu-an386", 300),
     "96-host": Run(M96, "host", "reference", 100, None, 60, 921600),
@@ -84,11 +74,12 @@ def sh(args: list[str]) -> None:
     subprocess.run(args, check=True)
 
 
-def model_path(work: Path, model: Model) -> Path:
-    path = work / "models" / model.file
+def model_path(work: Path, model: ModelSpec) -> Path:
+    weights = "int8" if model.weights == "imagenet" else "random_int8"
+    path = work / "models" / f"mnv2_{model.alpha}_{model.resolution}_{weights}.tflite"
     if not path.is_file():
         sh([*EDGEMNV2, "convert", "--alpha", str(model.alpha), "--resolution", str(model.resolution),
-            "--weights", model.weights, "-o", str(path)])
+            "--weights", str(model.weights), "-o", str(path)])
     return path
 
 

@@ -281,20 +281,21 @@ def convert(source: ModelSource, options: ConvertOptions | None = None, progress
     quantized = clock.run("quantize", quantize, source, options, transformed.model, calibration)
     summary = clock.run("verify", verify, quantized.tflite, options)
     return clock.run("write_outputs", write_outputs, source, options, output, files, float_model.resolution,
-                     calibration, transformed, quantized, summary, clock, started)
+                     calibration, transformed, quantized, summary, clock.seconds, started)
 
 
 def write_outputs(source: ModelSource, options: ConvertOptions, output: Path, files: CalibrationFiles,
                   resolution: int, calibration: data.ImageSet | None, transformed: quantization.FloatTransform,
-                  quantized: quantization.Quantized, summary: TFLiteSummary, clock: _StageClock,
+                  quantized: quantization.Quantized, summary: TFLiteSummary, stage_seconds: Mapping[str, float],
                   started: float) -> ConvertResult:
-    """The model, its float twin when the float model was transformed, then the sidecar: each atomically."""
+    """The model, its float twin when the float model was transformed, then the sidecar: each atomically.
+    `stage_seconds` are the stages before this one (this one's time is in the sidecar's wall time)."""
     atomic.write_bytes(output, quantized.tflite)
     report: dict[str, Any] = {**transformed.report, **quantized.report}
     if quantized.float_twin is not None:
         report["float_twin"] = quantization.write_float_twin(output, quantized.float_twin).name
     sidecar = build_sidecar(source, options, output, files, resolution, calibration, quantized.tflite, summary,
-                            report, stage_seconds={**clock.seconds, "write_outputs": 0.0},
+                            report, stage_seconds=stage_seconds,
                             wall_time_s=time.perf_counter() - started)
     path = atomic.write_json(sidecar_path(output), sidecar.to_json())
     return ConvertResult(output=output, sidecar_path=path, sidecar=sidecar)
