@@ -324,118 +324,6 @@ static void write_tensor(emn_writer *w, const emn_tensor_desc *t) {
   emn_writer_u32(w, (uint32_t)t->zero_point);
 }
 
-/* The messages that are u32 fields alone (none for RESET and GET_MEMORY), in wire order: one encoder and one
- * decoder serve them all, each message naming its fields once below. */
-static size_t encode_u32s(uint8_t type, const uint32_t *const *fields, size_t n, uint8_t *out, size_t cap) {
-  emn_writer w;
-  size_t i;
-  emn_writer_begin(&w, out, cap, type);
-  for (i = 0; i < n; ++i) emn_writer_u32(&w, *fields[i]);
-  return emn_writer_end(&w);
-}
-
-size_t emn_encode_hello(const emn_hello *m, uint8_t *out, size_t cap) {
-  emn_writer w;
-  emn_writer_begin(&w, out, cap, EMN_HELLO);
-  emn_writer_u8(&w, m->version);
-  emn_writer_bytes(&w, m->model_sha256, EMN_HASH_BYTES);
-  return emn_writer_end(&w);
-}
-
-size_t emn_encode_ping(const emn_ping *m, uint8_t *out, size_t cap) {
-  const uint32_t *const fields[] = {&m->token};
-  return encode_u32s(EMN_PING, fields, 1, out, cap);
-}
-
-size_t emn_encode_reset(uint8_t *out, size_t cap) { return encode_u32s(EMN_RESET, NULL, 0, out, cap); }
-
-size_t emn_encode_input(const emn_input *m, uint8_t *out, size_t cap) {
-  emn_writer w;
-  emn_writer_begin(&w, out, cap, EMN_INPUT);
-  emn_writer_u32(&w, m->id);
-  emn_writer_u32(&w, m->offset);
-  emn_writer_u32(&w, m->total);
-  emn_writer_bytes(&w, m->data, m->data_len);
-  return emn_writer_end(&w);
-}
-
-size_t emn_encode_get_result(const emn_get_result *m, uint8_t *out, size_t cap) {
-  const uint32_t *const fields[] = {&m->id};
-  return encode_u32s(EMN_GET_RESULT, fields, 1, out, cap);
-}
-
-size_t emn_encode_info(const emn_info *m, uint8_t *out, size_t cap) {
-  emn_writer w;
-  emn_writer_begin(&w, out, cap, EMN_INFO);
-  emn_writer_u8(&w, m->version);
-  emn_writer_u8(&w, m->flags);
-  emn_writer_u8(&w, m->input_slots);
-  emn_writer_u8(&w, m->window);
-  emn_writer_u32(&w, m->max_payload);
-  emn_writer_u32(&w, m->boot_nonce);
-  emn_writer_u32(&w, m->cpu_hz);
-  emn_writer_u32(&w, m->arena_bytes);
-  emn_writer_bytes(&w, m->model_sha256, EMN_HASH_BYTES);
-  emn_writer_str(&w, m->board_name);
-  emn_writer_str(&w, m->runtime);
-  write_tensor(&w, &m->input);
-  write_tensor(&w, &m->output);
-  return emn_writer_end(&w);
-}
-
-size_t emn_encode_ack(const emn_ack *m, uint8_t *out, size_t cap) {
-  const uint32_t *const fields[] = {&m->id, &m->next_offset};
-  return encode_u32s(EMN_ACK, fields, 2, out, cap);
-}
-
-size_t emn_encode_result(const emn_result *m, uint8_t *out, size_t cap) {
-  emn_writer w;
-  uint16_t i;
-  emn_writer_begin(&w, out, cap, EMN_RESULT);
-  emn_writer_u32(&w, m->id);
-  emn_writer_u32(&w, m->boot_nonce);
-  emn_writer_u32(&w, m->input_crc32);
-  emn_writer_u64(&w, m->cycles);
-  emn_writer_u64(&w, m->micros);
-  emn_writer_u8(&w, m->kind);
-  emn_writer_u16(&w, m->n_layers);
-  for (i = 0; i < m->n_layers; ++i) emn_writer_u32(&w, m->layer_us[i]);
-  if (m->kind == EMN_RESULT_TOPK) {
-    emn_writer_u16(&w, m->k);
-    for (i = 0; i < m->k; ++i) {
-      emn_writer_u32(&w, m->topk[i].index);
-      emn_writer_u32(&w, (uint32_t)m->topk[i].value);
-    }
-  } else {
-    emn_writer_bytes(&w, m->output, m->output_len);
-  }
-  return emn_writer_end(&w);
-}
-
-size_t emn_encode_error(const emn_error *m, uint8_t *out, size_t cap) {
-  emn_writer w;
-  emn_writer_begin(&w, out, cap, EMN_ERROR);
-  emn_writer_u8(&w, m->code);
-  emn_writer_u32(&w, m->boot_nonce);
-  emn_writer_u32(&w, m->id);
-  emn_writer_u32(&w, m->detail);
-  emn_writer_str(&w, m->message);
-  return emn_writer_end(&w);
-}
-
-size_t emn_encode_pong(const emn_pong *m, uint8_t *out, size_t cap) {
-  const uint32_t *const fields[] = {&m->token, &m->boot_nonce};
-  return encode_u32s(EMN_PONG, fields, 2, out, cap);
-}
-
-size_t emn_encode_get_memory(uint8_t *out, size_t cap) { return encode_u32s(EMN_GET_MEMORY, NULL, 0, out, cap); }
-
-size_t emn_encode_memory(const emn_memory *m, uint8_t *out, size_t cap) {
-  const uint32_t *const fields[] = {&m->boot_nonce, &m->arena_bytes, &m->arena_peak, &m->stack_peak,
-                                    &m->stack_boot_peak, &m->stack_region, &m->inferences};
-  return encode_u32s(EMN_MEMORY, fields, 7, out, cap);
-}
-
 /* Bounds-checked cursor: any overrun sets `bad` and later reads return zeros. */
 typedef struct {
   const uint8_t *p;
@@ -520,77 +408,151 @@ static int finish(const reader *r, int exact) {
 
 static int expect_type(const emn_frame *f, uint8_t type) { return f->type == type; }
 
-/* The decoder of the u32-only messages (see encode_u32s): exactly these fields, nothing after them. */
-static int unpack_u32s(const emn_frame *f, uint8_t type, uint32_t *const *fields, size_t n) {
-  reader r;
+/* ------------------------------------------------------------------------------------------ message layouts */
+
+/* A message's fixed fields in wire order, each by its wire kind and its place in the message's struct: one
+ * writer and one reader walk these tables, so each layout is written once for both directions. */
+enum { FLD_U8, FLD_U16, FLD_U32, FLD_U64, FLD_HASH, FLD_STR, FLD_TENSOR };
+
+typedef struct {
+  uint8_t kind;
+  uint16_t offset;
+} field;
+
+#define FIELD(kind, type, member) {FLD_##kind, (uint16_t)offsetof(type, member)}
+#define FIELDS(table) table, sizeof table / sizeof table[0]
+
+/* The fixed head of INPUT (then the chunk's data, to the end of the payload) and of RESULT (then the layer
+ * times, and the top-k entries or the raw output). */
+static const field kInput[] = {FIELD(U32, emn_input, id), FIELD(U32, emn_input, offset), FIELD(U32, emn_input, total)};
+static const field kResult[] = {
+    FIELD(U32, emn_result, id),     FIELD(U32, emn_result, boot_nonce), FIELD(U32, emn_result, input_crc32),
+    FIELD(U64, emn_result, cycles), FIELD(U64, emn_result, micros),     FIELD(U8, emn_result, kind),
+    FIELD(U16, emn_result, n_layers)};
+
+static void write_fields(emn_writer *w, const field *fields, size_t n, const void *m) {
   size_t i;
+  for (i = 0; i < n; ++i) {
+    const uint8_t *at = (const uint8_t *)m + fields[i].offset;
+    switch (fields[i].kind) {
+      case FLD_U8: emn_writer_u8(w, *at); break;
+      case FLD_U16: emn_writer_u16(w, *(const uint16_t *)(const void *)at); break;
+      case FLD_U32: emn_writer_u32(w, *(const uint32_t *)(const void *)at); break;
+      case FLD_U64: emn_writer_u64(w, *(const uint64_t *)(const void *)at); break;
+      case FLD_HASH: emn_writer_bytes(w, at, EMN_HASH_BYTES); break;
+      case FLD_STR: emn_writer_str(w, *(const emn_str *)(const void *)at); break;
+      default: write_tensor(w, (const emn_tensor_desc *)(const void *)at); break;
+    }
+  }
+}
+
+/* Fills the fields; an overrun sets r->bad (see finish) and leaves a hash as it was. */
+static void read_fields(reader *r, const field *fields, size_t n, void *m) {
+  size_t i;
+  for (i = 0; i < n; ++i) {
+    uint8_t *at = (uint8_t *)m + fields[i].offset;
+    const uint8_t *digest;
+    switch (fields[i].kind) {
+      case FLD_U8: *at = rd_u8(r); break;
+      case FLD_U16: *(uint16_t *)(void *)at = rd_u16(r); break;
+      case FLD_U32: *(uint32_t *)(void *)at = rd_u32(r); break;
+      case FLD_U64: *(uint64_t *)(void *)at = rd_u64(r); break;
+      case FLD_HASH:
+        digest = take(r, EMN_HASH_BYTES);
+        if (digest) memcpy(at, digest, EMN_HASH_BYTES);
+        break;
+      case FLD_STR: *(emn_str *)(void *)at = rd_str(r); break;
+      default: rd_tensor(r, (emn_tensor_desc *)(void *)at); break;
+    }
+  }
+}
+
+/* A message that is its fixed fields alone (none for RESET and GET_MEMORY). */
+static size_t encode(uint8_t type, const field *fields, size_t n, const void *m, uint8_t *out, size_t cap) {
+  emn_writer w;
+  emn_writer_begin(&w, out, cap, type);
+  write_fields(&w, fields, n, m);
+  return emn_writer_end(&w);
+}
+
+/* The same, parsed: exactly these fields, nothing after them. */
+static int unpack(const emn_frame *f, uint8_t type, const field *fields, size_t n, void *m) {
+  reader r;
   if (!expect_type(f, type)) return EMN_ERR_MALFORMED;
   reader_init(&r, f);
-  for (i = 0; i < n; ++i) *fields[i] = rd_u32(&r);
+  read_fields(&r, fields, n, m);
   return finish(&r, 1);
 }
 
-int emn_unpack_hello(const emn_frame *f, emn_hello *m) {
-  reader r;
-  const uint8_t *digest;
-  if (!expect_type(f, EMN_HELLO)) return EMN_ERR_MALFORMED;
-  reader_init(&r, f);
-  m->version = rd_u8(&r);
-  digest = take(&r, EMN_HASH_BYTES);
-  if (digest) memcpy(m->model_sha256, digest, EMN_HASH_BYTES);
-  return finish(&r, 1);
-}
+/* ------------------------------------------------------------------------------------------ messages */
 
-int emn_unpack_ping(const emn_frame *f, emn_ping *m) {
-  uint32_t *const fields[] = {&m->token};
-  return unpack_u32s(f, EMN_PING, fields, 1);
-}
+/* A message that is its fixed fields alone: its layout (the fields in wire order) and its typed
+ * emn_encode_<name> and emn_unpack_<name>, from one line each below. */
+#define FIXED_MESSAGE(name, type, ...)                                                  \
+  static const field k_##name[] = {__VA_ARGS__};                                        \
+  size_t emn_encode_##name(const emn_##name *m, uint8_t *out, size_t cap) {             \
+    return encode(type, FIELDS(k_##name), m, out, cap);                                 \
+  }                                                                                     \
+  int emn_unpack_##name(const emn_frame *f, emn_##name *m) { return unpack(f, type, FIELDS(k_##name), m); }
 
-int emn_unpack_reset(const emn_frame *f) { return unpack_u32s(f, EMN_RESET, NULL, 0); }
+FIXED_MESSAGE(hello, EMN_HELLO, FIELD(U8, emn_hello, version), FIELD(HASH, emn_hello, model_sha256))
+FIXED_MESSAGE(ping, EMN_PING, FIELD(U32, emn_ping, token))
+FIXED_MESSAGE(get_result, EMN_GET_RESULT, FIELD(U32, emn_get_result, id))
+FIXED_MESSAGE(info, EMN_INFO, FIELD(U8, emn_info, version), FIELD(U8, emn_info, flags),
+              FIELD(U8, emn_info, input_slots), FIELD(U8, emn_info, window), FIELD(U32, emn_info, max_payload),
+              FIELD(U32, emn_info, boot_nonce), FIELD(U32, emn_info, cpu_hz), FIELD(U32, emn_info, arena_bytes),
+              FIELD(HASH, emn_info, model_sha256), FIELD(STR, emn_info, board_name), FIELD(STR, emn_info, runtime),
+              FIELD(TENSOR, emn_info, input), FIELD(TENSOR, emn_info, output))
+FIXED_MESSAGE(ack, EMN_ACK, FIELD(U32, emn_ack, id), FIELD(U32, emn_ack, next_offset))
+FIXED_MESSAGE(error, EMN_ERROR, FIELD(U8, emn_error, code), FIELD(U32, emn_error, boot_nonce),
+              FIELD(U32, emn_error, id), FIELD(U32, emn_error, detail), FIELD(STR, emn_error, message))
+FIXED_MESSAGE(pong, EMN_PONG, FIELD(U32, emn_pong, token), FIELD(U32, emn_pong, boot_nonce))
+FIXED_MESSAGE(memory, EMN_MEMORY, FIELD(U32, emn_memory, boot_nonce), FIELD(U32, emn_memory, arena_bytes),
+              FIELD(U32, emn_memory, arena_peak), FIELD(U32, emn_memory, stack_peak),
+              FIELD(U32, emn_memory, stack_boot_peak), FIELD(U32, emn_memory, stack_region),
+              FIELD(U32, emn_memory, inferences))
+
+/* RESET and GET_MEMORY carry no payload. */
+size_t emn_encode_reset(uint8_t *out, size_t cap) { return encode(EMN_RESET, NULL, 0, NULL, out, cap); }
+int emn_unpack_reset(const emn_frame *f) { return unpack(f, EMN_RESET, NULL, 0, NULL); }
+size_t emn_encode_get_memory(uint8_t *out, size_t cap) { return encode(EMN_GET_MEMORY, NULL, 0, NULL, out, cap); }
+int emn_unpack_get_memory(const emn_frame *f) { return unpack(f, EMN_GET_MEMORY, NULL, 0, NULL); }
+
+size_t emn_encode_input(const emn_input *m, uint8_t *out, size_t cap) {
+  emn_writer w;
+  emn_writer_begin(&w, out, cap, EMN_INPUT);
+  write_fields(&w, FIELDS(kInput), m);
+  emn_writer_bytes(&w, m->data, m->data_len);
+  return emn_writer_end(&w);
+}
 
 int emn_unpack_input(const emn_frame *f, emn_input *m) {
   reader r;
   if (!expect_type(f, EMN_INPUT)) return EMN_ERR_MALFORMED;
   reader_init(&r, f);
-  m->id = rd_u32(&r);
-  m->offset = rd_u32(&r);
-  m->total = rd_u32(&r);
+  read_fields(&r, FIELDS(kInput), m);
   if (r.bad) return EMN_ERR_MALFORMED;
   m->data = f->payload + r.pos;
   m->data_len = f->payload_len - r.pos;
   return EMN_OK;
 }
 
-int emn_unpack_get_result(const emn_frame *f, emn_get_result *m) {
-  uint32_t *const fields[] = {&m->id};
-  return unpack_u32s(f, EMN_GET_RESULT, fields, 1);
-}
-
-int emn_unpack_info(const emn_frame *f, emn_info *m) {
-  reader r;
-  const uint8_t *digest;
-  if (!expect_type(f, EMN_INFO)) return EMN_ERR_MALFORMED;
-  reader_init(&r, f);
-  m->version = rd_u8(&r);
-  m->flags = rd_u8(&r);
-  m->input_slots = rd_u8(&r);
-  m->window = rd_u8(&r);
-  m->max_payload = rd_u32(&r);
-  m->boot_nonce = rd_u32(&r);
-  m->cpu_hz = rd_u32(&r);
-  m->arena_bytes = rd_u32(&r);
-  digest = take(&r, EMN_HASH_BYTES);
-  if (digest) memcpy(m->model_sha256, digest, EMN_HASH_BYTES);
-  m->board_name = rd_str(&r);
-  m->runtime = rd_str(&r);
-  rd_tensor(&r, &m->input);
-  rd_tensor(&r, &m->output);
-  return finish(&r, 1);
-}
-
-int emn_unpack_ack(const emn_frame *f, emn_ack *m) {
-  uint32_t *const fields[] = {&m->id, &m->next_offset};
-  return unpack_u32s(f, EMN_ACK, fields, 2);
+size_t emn_encode_result(const emn_result *m, uint8_t *out, size_t cap) {
+  emn_writer w;
+  uint16_t i;
+  emn_writer_begin(&w, out, cap, EMN_RESULT);
+  write_fields(&w, FIELDS(kResult), m);
+  for (i = 0; i < m->n_layers; ++i) emn_writer_u32(&w, m->layer_us[i]);
+  if (m->kind == EMN_RESULT_TOPK) {
+    emn_writer_u16(&w, m->k);
+    for (i = 0; i < m->k; ++i) {
+      emn_writer_u32(&w, m->topk[i].index);
+      emn_writer_u32(&w, (uint32_t)m->topk[i].value);
+    }
+  } else {
+    emn_writer_bytes(&w, m->output, m->output_len);
+  }
+  return emn_writer_end(&w);
 }
 
 int emn_unpack_result(const emn_frame *f, emn_result *m) {
@@ -598,13 +560,7 @@ int emn_unpack_result(const emn_frame *f, emn_result *m) {
   uint16_t i;
   if (!expect_type(f, EMN_RESULT)) return EMN_ERR_MALFORMED;
   reader_init(&r, f);
-  m->id = rd_u32(&r);
-  m->boot_nonce = rd_u32(&r);
-  m->input_crc32 = rd_u32(&r);
-  m->cycles = rd_u64(&r);
-  m->micros = rd_u64(&r);
-  m->kind = rd_u8(&r);
-  m->n_layers = rd_u16(&r);
+  read_fields(&r, FIELDS(kResult), m);
   if (r.bad || m->n_layers > m->layer_cap) return EMN_ERR_MALFORMED;
   for (i = 0; i < m->n_layers; ++i) m->layer_us[i] = rd_u32(&r);
   m->output = NULL;
@@ -624,29 +580,4 @@ int emn_unpack_result(const emn_frame *f, emn_result *m) {
     m->topk[i].value = (int32_t)rd_u32(&r);
   }
   return finish(&r, 1);
-}
-
-int emn_unpack_error(const emn_frame *f, emn_error *m) {
-  reader r;
-  if (!expect_type(f, EMN_ERROR)) return EMN_ERR_MALFORMED;
-  reader_init(&r, f);
-  m->code = rd_u8(&r);
-  m->boot_nonce = rd_u32(&r);
-  m->id = rd_u32(&r);
-  m->detail = rd_u32(&r);
-  m->message = rd_str(&r);
-  return finish(&r, 1);
-}
-
-int emn_unpack_pong(const emn_frame *f, emn_pong *m) {
-  uint32_t *const fields[] = {&m->token, &m->boot_nonce};
-  return unpack_u32s(f, EMN_PONG, fields, 2);
-}
-
-int emn_unpack_get_memory(const emn_frame *f) { return unpack_u32s(f, EMN_GET_MEMORY, NULL, 0); }
-
-int emn_unpack_memory(const emn_frame *f, emn_memory *m) {
-  uint32_t *const fields[] = {&m->boot_nonce, &m->arena_bytes, &m->arena_peak, &m->stack_peak,
-                              &m->stack_boot_peak, &m->stack_region, &m->inferences};
-  return unpack_u32s(f, EMN_MEMORY, fields, 7);
 }
