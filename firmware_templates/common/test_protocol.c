@@ -198,12 +198,25 @@ static streamed stream_bytes(const uint8_t *bytes, size_t n) {
   return s;
 }
 
+/* A vector's wire frame decoded both ways: checked in one go (without its delimiters) and streamed. */
+typedef struct {
+  emn_event once;
+  emn_frame frame; /* the one-shot frame, when `once` is EMN_FRAME */
+  streamed s;
+} decoded;
+
+static decoded decode_both(const uint8_t *frame, size_t len) {
+  decoded d;
+  d.once = emn_frame_check(frame + 1, len - 2, g_work, sizeof g_work, &d.frame);
+  d.s = stream_bytes(frame, len);
+  return d;
+}
+
 static void test_messages(void) {
   int i;
   for (i = 0; i < VEC_MESSAGE_COUNT; ++i) {
     const vec_message *v = &VEC_MESSAGES[i];
-    emn_frame f;
-    streamed s;
+    decoded d;
     size_t n;
     CHECK(v->type == v->expected_type, "%s: vector type 0x%02x but the C constant is 0x%02x", v->name, v->type,
           v->expected_type);
@@ -212,18 +225,15 @@ static void test_messages(void) {
           v->name, (unsigned)n, (unsigned)v->frame_len);
     CHECK(encode_fields(v, g_out, v->frame_len - 1) == 0, "%s: encoding into a buffer one byte short must fail",
           v->name);
-    /* one-shot check of the frame without its delimiter */
-    CHECK(emn_frame_check(v->frame + 1, v->frame_len - 2, g_work, sizeof g_work, &f) == EMN_FRAME, "%s: frame rejected",
-          v->name);
-    CHECK(f.type == v->type && same_bytes(f.payload, f.payload_len, v->payload, v->payload_len),
+    d = decode_both(v->frame, v->frame_len);
+    CHECK(d.once == EMN_FRAME, "%s: frame rejected", v->name);
+    CHECK(d.frame.type == v->type && same_bytes(d.frame.payload, d.frame.payload_len, v->payload, v->payload_len),
           "%s: decoded type/payload differ", v->name);
-    CHECK(fields_match(v, &f), "%s: unpacked fields differ from the vector", v->name);
-    /* streaming: byte by byte */
-    s = stream_bytes(v->frame, v->frame_len);
-    CHECK(s.frames == 1 && s.faults == 0, "%s: streaming decoder gave %u frames, %u faults (last %d)", v->name,
-          (unsigned)s.frames, (unsigned)s.faults, (int)s.last);
-    CHECK(s.frames == 0 || s.first_at == v->frame_len - 1, "%s: frame completed before the delimiter", v->name);
-    CHECK(s.frames == 0 || fields_match(v, &s.first), "%s: streamed frame fields differ", v->name);
+    CHECK(fields_match(v, &d.frame), "%s: unpacked fields differ from the vector", v->name);
+    CHECK(d.s.frames == 1 && d.s.faults == 0, "%s: streaming decoder gave %u frames, %u faults (last %d)", v->name,
+          (unsigned)d.s.frames, (unsigned)d.s.faults, (int)d.s.last);
+    CHECK(d.s.frames == 0 || d.s.first_at == v->frame_len - 1, "%s: frame completed before the delimiter", v->name);
+    CHECK(d.s.frames == 0 || fields_match(v, &d.s.first), "%s: streamed frame fields differ", v->name);
   }
 }
 
@@ -231,12 +241,9 @@ static void test_invalid_frames(void) {
   int i;
   for (i = 0; i < VEC_INVALID_COUNT; ++i) {
     const vec_invalid *v = &VEC_INVALID[i];
-    emn_frame f;
-    streamed s;
-    CHECK(emn_frame_check(v->frame + 1, v->len - 2, g_work, sizeof g_work, &f) == v->fault, "%s: one-shot fault %d",
-          v->name, (int)emn_frame_check(v->frame + 1, v->len - 2, g_work, sizeof g_work, &f));
-    s = stream_bytes(v->frame, v->len);
-    CHECK(s.frames == 0 && s.last == v->fault, "%s: streaming gave %d, want fault %d", v->name, (int)s.last,
+    decoded d = decode_both(v->frame, v->len);
+    CHECK(d.once == v->fault, "%s: one-shot fault %d", v->name, (int)d.once);
+    CHECK(d.s.frames == 0 && d.s.last == v->fault, "%s: streaming gave %d, want fault %d", v->name, (int)d.s.last,
           (int)v->fault);
   }
 }
