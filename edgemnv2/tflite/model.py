@@ -210,9 +210,9 @@ class Subgraph:
         return [self.tensors[i] for i in op.outputs if i >= 0]
 
 
-@dataclass(frozen=True)
-class Graph:
-    """A whole .tflite file. `tensors`, `ops`, `inputs`, `outputs` are those of the main subgraph (0)."""
+@dataclass(frozen=True, kw_only=True)
+class Graph(Subgraph):
+    """A whole .tflite file. As a Subgraph it is its main subgraph (0), the one most callers look at alone."""
 
     source: str                       # the path, or what the caller calls the bytes (for messages)
     data: bytes = field(repr=False)
@@ -226,28 +226,6 @@ class Graph:
     @property
     def main(self) -> Subgraph:
         return self.subgraphs[0]
-
-    @property
-    def tensors(self) -> tuple[Tensor, ...]:
-        return self.main.tensors
-
-    @property
-    def ops(self) -> tuple[Op, ...]:
-        return self.main.ops
-
-    @property
-    def inputs(self) -> tuple[int, ...]:
-        return self.main.inputs
-
-    @property
-    def outputs(self) -> tuple[int, ...]:
-        return self.main.outputs
-
-    def inputs_of(self, op: Op) -> list[Tensor]:
-        return self.main.inputs_of(op)
-
-    def outputs_of(self, op: Op) -> list[Tensor]:
-        return self.main.outputs_of(op)
 
     def metadata_bytes(self, name: str) -> bytes | None:
         """The contents of the metadata entry `name` ("TFLITE_METADATA", ...), None when absent or empty."""

@@ -144,6 +144,8 @@ def parse(data: bytes, source: str) -> Graph:
         for i in range(model.MetadataLength()):
             entry = model.Metadata(i)
             metadata[(entry.Name() or b"").decode("utf-8", "replace")] = int(entry.Buffer())
-        return Graph(source=source, data=data, version=int(model.Version()),
+        main = subgraphs[0]
+        return Graph(tensors=main.tensors, ops=main.ops, inputs=main.inputs, outputs=main.outputs, name=main.name,
+                     source=source, data=data, version=int(model.Version()),
                      description=(model.Description() or b"").decode("utf-8", "replace"), subgraphs=subgraphs,
                      opcodes=opcodes, buffers=buffers, metadata=MappingProxyType(metadata))
