@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from edgemnv2.errors import BuildError
+from edgemnv2.toml_text import dump_toml
 
 STACK_FILE = Path(__file__).resolve().parents[1] / "profile" / "engine_stack.toml"
 _NODE = re.compile(r'node: \{ title: "([^"]+)" label: "[^"]*?(?:\\n(\d+) bytes \(([^)]*)\))?"')
@@ -123,7 +124,4 @@ def render_stack_toml(table: dict[str, dict], model_name: str) -> str:
              "# call chain (CMSIS-NN's functions included). The planner adds",
              "# invoke + the deepest kernel the schedule calls to the arena. Written by benchmarks/engine_stack.py",
              f"# from {model_name} (inplace and patch); tests/engine/test_engine_stack.py checks it is current.", ""]
-    for target, entry in table.items():
-        lines += [f"[{target}.invoke]"] + [f"{k} = {v}" for k, v in entry["invoke"].items()] + [""]
-        lines += [f"[{target}.kernels]"] + [f"{name} = {size}" for name, size in entry["kernels"].items()] + [""]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n" + dump_toml(table)

@@ -21,7 +21,6 @@ never fitted.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import tomllib
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from edgemnv2 import atomic
 from edgemnv2.errors import InputError
 from edgemnv2.profile.devices import FITTED_KINDS, KIND_CYCLE_KEYS, DeviceProfile, KindCycles
 from edgemnv2.profile.latency import LayerFeatures
-from edgemnv2.serial.bench import RESULTS_KIND
+from edgemnv2.serial.bench import load_results
+from edgemnv2.toml_text import dump_toml
 
 # the per-kind terms fitted (besides the shared cycles_per_op); other kinds: cycles_per_byte
 TERMS = {"conv": ("cycles_per_mac",), "pointwise": ("cycles_per_mac", "cycles_per_output", "cycles_per_weight"),
@@ -91,17 +91,7 @@ def read_results(path: Path, models: dict[str, Path]) -> Measured:
     """Mean per-op cycles of one bench JSONL; the op features come from its header, or from the `--model` whose
     sha256 the header names (files written before bench recorded them)."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read bench results {path}: {exc.strerror or exc}") from None
-    try:
-        header = json.loads(lines[0]) if lines else {}
-        records = [json.loads(line) for line in lines[1:] if line.strip()]
-    except json.JSONDecodeError:
-        raise InputError(f"{path} is not a bench results file (a line is not JSON)") from None
-    if not isinstance(header, dict) or header.get("kind") != RESULTS_KIND:
-        raise InputError(f"{path} has no bench results header: give files written by `edgemnv2 bench`")
+    header, records = load_results(path, "give files written by `edgemnv2 bench`")
     sha = str(header.get("model_sha256", ""))
     ops = _features(path, header, models.get(sha))
     cpu_hz = header.get("cpu_hz")
@@ -285,40 +275,6 @@ def profile_toml(base: DeviceProfile, tables: dict[str, KindCycles], clock_mhz: 
     sources["clock_mhz"] = "the board's cpu_hz in the bench results' header (the clock its cycle counts are at)"
     sources["cpu.per_kind"] = f"non-negative least squares on per-layer times: {what}"
     return f"# Written by `edgemnv2 devices calibrate` from {base.key} ({base.path}).\n" + dump_toml(data)
-
-
-def dump_toml(data: dict[str, Any]) -> str:
-    """TOML for the profiles' value types (strings, numbers, booleans, lists and nested tables)."""
-    lines: list[str] = []
-    _dump_table(data, [], lines)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _dump_table(table: dict[str, Any], prefix: list[str], lines: list[str]) -> None:
-    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-    if prefix and (scalars or not table):
-        lines.append(f"\n[{'.'.join(_key(p) for p in prefix)}]")
-    lines.extend(f"{_key(k)} = {_value(v)}" for k, v in scalars.items())
-    for key, value in table.items():
-        if isinstance(value, dict):
-            _dump_table(value, [*prefix, key], lines)
-
-
-def _key(key: str) -> str:
-    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
-    return key if bare else json.dumps(key)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML for {type(value).__name__}")
 
 
 def render_calibration(report: CalibrationReport) -> str:

@@ -597,18 +597,8 @@ def _open_results(options: BenchOptions, header: dict[str, Any]) -> tuple[dict[s
                          "replace them")
     if atomic.repair_torn_tail(out):
         log.warning("%s: removed a torn last line (a write cut short); that image is sent again", out)
-    lines = out.read_text(encoding="utf-8", errors="replace").splitlines()
     replace = "use another --output, or --force to replace it"
-    try:
-        previous = json.loads(lines[0]) if lines else None
-    except json.JSONDecodeError:
-        previous = None
-    if not isinstance(previous, dict) or previous.get("kind") != RESULTS_KIND:
-        raise InputError(f"{out} has no bench results header (another program or an older edgemnv2 wrote it): "
-                         f"{replace}")
-    if previous.get("schema_version") != RESULTS_SCHEMA_VERSION:
-        raise InputError(f"{out} holds results schema {previous.get('schema_version')}, this edgemnv2 writes "
-                         f"{RESULTS_SCHEMA_VERSION}: {replace}")
+    previous, records = load_results(out, replace)
     if previous.get("model_sha256") != header["model_sha256"]:
         raise InputError(f"{out} was written for another model (sha256 {str(previous.get('model_sha256'))[:12]}… "
                          f"there, {header['model_sha256'][:12]}… now): {replace}")
@@ -617,15 +607,37 @@ def _open_results(options: BenchOptions, header: dict[str, Any]) -> tuple[dict[s
         raise InputError(f"{out} was written for another image list ({theirs.get('count')} images, sha256 "
                          f"{str(theirs.get('sha256'))[:12]}… there; {ours['count']} images, {ours['sha256'][:12]}… "
                          f"now): {replace}")
-    done: dict[int, dict[str, Any]] = {}
+    return previous, {int(r["id"]): r for r in records}
+
+
+def load_results(path: Path, remedy: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The header and the result records of a bench results file, for every reader (bench --resume, devices
+    calibrate): a header of this kind and schema version, then one JSON object with an id per line. Each
+    problem is one InputError ending in `remedy`, what the reader's user can do about it."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read bench results {path}: {exc.strerror or exc}") from None
+    try:
+        header = json.loads(lines[0]) if lines else None
+    except json.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("kind") != RESULTS_KIND:
+        raise InputError(f"{path} has no bench results header (another program or an older edgemnv2 wrote it): "
+                         f"{remedy}")
+    if header.get("schema_version") != RESULTS_SCHEMA_VERSION:
+        raise InputError(f"{path} holds results schema {header.get('schema_version')}, this edgemnv2 writes "
+                         f"{RESULTS_SCHEMA_VERSION}: {remedy}")
+    records = []
     for number, line in enumerate(lines[1:], start=2):
         try:
             record = json.loads(line)
-            done[int(record["id"])] = record
+            int(record["id"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise InputError(f"line {number} of {out} is not a bench result (the file was edited or damaged): "
-                             f"{replace}") from None
-    return previous, done
+            raise InputError(f"line {number} of {path} is not a bench result (the file was edited or damaged): "
+                             f"{remedy}") from None
+        records.append(record)
+    return header, records
 
 
 def _stream(options: BenchOptions, model_sha: bytes, info: p.Info, streamer: Streamer, transport: Transport,

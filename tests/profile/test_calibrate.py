@@ -14,11 +14,12 @@ from click.testing import CliRunner
 
 from edgemnv2.cli import cli
 from edgemnv2.errors import InputError
-from edgemnv2.profile.calibrate import calibrate, columns, design_row, dump_toml, nnls
+from edgemnv2.profile.calibrate import calibrate, columns, design_row, nnls
 from edgemnv2.profile.cost import graph_costs
 from edgemnv2.profile.devices import KindCycles, load_device, load_device_file
 from edgemnv2.profile.latency import estimate, layer_features
 from edgemnv2.profile.spec import mobilenet_v2_graph
+from edgemnv2.toml_text import dump_toml
 
 TRUE = {"conv.cycles_per_mac": 4.1, "pointwise.cycles_per_mac": 1.4, "pointwise.cycles_per_output": 41.0,
         "pointwise.cycles_per_weight": 3.4, "depthwise.cycles_per_mac": 3.9, "depthwise.cycles_per_output": 39.0,
@@ -117,6 +118,7 @@ def test_results_without_ops_need_the_model(tmp_path: Path) -> None:
     (["R", "-o", "X"], "give one base profile: --device KEY or --device-file F"),
     (["R", "-d", "qemu-an386", "--device-file", "R", "-o", "X"], "give one base profile"),
     (["NOT_RESULTS", "-d", "qemu-an386", "-o", "X"], "has no bench results header"),
+    (["NEWER", "-d", "qemu-an386", "-o", "X"], "NEWER holds results schema 2, this edgemnv2 writes 1"),
     (["R", "-d", "coral-usb", "-o", "X"], "is an Edge TPU profile"),
     (["missing.jsonl", "-d", "qemu-an386", "-o", "X"], "cannot read bench results missing.jsonl"),
 ])
@@ -124,6 +126,7 @@ def test_bad_input_is_one_line_error(tmp_path: Path, args: list[str], message: s
     monkeypatch.chdir(tmp_path)
     _results(tmp_path / "R", 1.0, 96)
     (tmp_path / "NOT_RESULTS").write_text('{"some": "json"}\n')
+    (tmp_path / "NEWER").write_text('{"kind": "edgemnv2-bench-results", "schema_version": 2}\n')
     result = CliRunner().invoke(cli, ["devices", "calibrate", *args])
     assert result.exit_code == 1 and message in str(result.exception), (result.output, result.exception)
     assert not (tmp_path / "X").exists()
