@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import zlib
-from typing import ClassVar, TypeVar, Union
+from typing import Any, Callable, ClassVar, TypeVar, Union
 
 PROTOCOL_VERSION = 1
 HEADER_BYTES = 2  # version, type
@@ -261,18 +261,21 @@ _F = TypeVar("_F", bound="_Fixed")
 
 
 class _Fixed:
-    """A message whose payload is its fields in order, in one struct layout (`LAYOUT`, little-endian; empty
-    for a message without fields), so its pack and unpack are written once."""
+    """A message whose payload is its fields in order, one LAYOUT code per field (a struct code, little-endian,
+    or one of _PARTS below; empty for a message without fields): one pack and one unpack serve every such
+    message, and each layout is written once."""
 
-    LAYOUT: ClassVar[str] = ""
+    LAYOUT: ClassVar[tuple[str, ...]] = ()
 
     def pack(self) -> bytes:
-        return struct.pack("<" + self.LAYOUT, *(getattr(self, f.name) for f in dataclasses.fields(self)))
+        values = (getattr(self, f.name) for f in dataclasses.fields(self))
+        return b"".join(_PARTS[code][0](v) if code in _PARTS else struct.pack("<" + code, v)
+                        for code, v in zip(self.LAYOUT, values))
 
     @classmethod
     def unpack(cls: type[_F], payload: bytes) -> _F:
         r = _Reader(payload)
-        values = r.take("<" + cls.LAYOUT)
+        values = [_PARTS[code][1](r) if code in _PARTS else r.take("<" + code)[0] for code in cls.LAYOUT]
         r.end()
         return cls(*values)
 
@@ -312,32 +315,34 @@ class TensorDesc:
         return cls(DTYPE_NAMES[code], tuple(shape), scale, zero_point)
 
 
+def _pack_hash(digest: bytes) -> bytes:
+    if len(digest) != HASH_BYTES:
+        raise ProtocolViolation("model_sha256 must be 32 bytes")
+    return bytes(digest)
+
+
+# The LAYOUT codes besides struct's, each with its pack and its read: the model's SHA-256, a u8-length UTF-8
+# string, a TensorDesc, the rest of the payload.
+_HASH, _STR, _TENSOR, _REST = "hash", "str", "tensor", "rest"
+_PARTS: dict[str, tuple[Callable[[Any], bytes], Callable[[_Reader], Any]]] = {
+    _HASH: (_pack_hash, lambda r: r.raw(HASH_BYTES)), _STR: (_pack_str, _Reader.string),
+    _TENSOR: (TensorDesc.pack, TensorDesc.read), _REST: (bytes, _Reader.rest)}
+
+
 @dataclasses.dataclass(frozen=True)
-class Hello:
+class Hello(_Fixed):
     """Host asks for INFO; model_sha256 all-zero means 'any model'."""
 
     TYPE: ClassVar[int] = HELLO
+    LAYOUT: ClassVar[tuple[str, ...]] = ("B", _HASH)
     version: int = PROTOCOL_VERSION
     model_sha256: bytes = bytes(HASH_BYTES)
-
-    def pack(self) -> bytes:
-        if len(self.model_sha256) != HASH_BYTES:
-            raise ProtocolViolation("model_sha256 must be 32 bytes")
-        return struct.pack("<B", self.version) + self.model_sha256
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "Hello":
-        r = _Reader(payload)
-        (version,) = r.take("<B")
-        digest = r.raw(HASH_BYTES)
-        r.end()
-        return cls(version, digest)
 
 
 @dataclasses.dataclass(frozen=True)
 class Ping(_Fixed):
     TYPE: ClassVar[int] = PING
-    LAYOUT: ClassVar[str] = "I"
+    LAYOUT: ClassVar[tuple[str, ...]] = ("I",)
     token: int
 
 
@@ -349,23 +354,15 @@ class Reset(_Fixed):
 
 
 @dataclasses.dataclass(frozen=True)
-class Input:
+class Input(_Fixed):
     """One chunk of a quantized input tensor; the chunk that completes `total` bytes starts inference."""
 
     TYPE: ClassVar[int] = INPUT
+    LAYOUT: ClassVar[tuple[str, ...]] = ("I", "I", "I", _REST)
     id: int
     offset: int
     total: int
     data: bytes
-
-    def pack(self) -> bytes:
-        return struct.pack("<III", self.id, self.offset, self.total) + self.data
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "Input":
-        r = _Reader(payload)
-        ident, offset, total = r.take("<III")
-        return cls(ident, offset, total, r.rest())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,15 +370,16 @@ class GetResult(_Fixed):
     """Host asks the board to send the RESULT for `id` again (the first copy was lost)."""
 
     TYPE: ClassVar[int] = GET_RESULT
-    LAYOUT: ClassVar[str] = "I"
+    LAYOUT: ClassVar[tuple[str, ...]] = ("I",)
     id: int
 
 
 @dataclasses.dataclass(frozen=True)
-class Info:
+class Info(_Fixed):
     """The handshake: what the board is, what it runs, and how much the host may send at once."""
 
     TYPE: ClassVar[int] = INFO
+    LAYOUT: ClassVar[tuple[str, ...]] = ("B", "B", "B", "B", "I", "I", "I", "I", _HASH, _STR, _STR, _TENSOR, _TENSOR)
     version: int
     flags: int
     input_slots: int
@@ -396,31 +394,13 @@ class Info:
     input: TensorDesc
     output: TensorDesc
 
-    def pack(self) -> bytes:
-        if len(self.model_sha256) != HASH_BYTES:
-            raise ProtocolViolation("model_sha256 must be 32 bytes")
-        return (struct.pack("<BBBBIIII", self.version, self.flags, self.input_slots, self.window,
-                            self.max_payload, self.boot_nonce, self.cpu_hz, self.arena_bytes)
-                + self.model_sha256 + _pack_str(self.board_name) + _pack_str(self.runtime)
-                + self.input.pack() + self.output.pack())
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "Info":
-        r = _Reader(payload)
-        fields = r.take("<BBBBIIII")
-        digest = r.raw(HASH_BYTES)
-        name, runtime = r.string(), r.string()
-        tensor_in, tensor_out = TensorDesc.read(r), TensorDesc.read(r)
-        r.end()
-        return cls(*fields, digest, name, runtime, tensor_in, tensor_out)
-
 
 @dataclasses.dataclass(frozen=True)
 class Ack(_Fixed):
     """Cumulative acknowledgement: the board holds bytes [0, next_offset) of input `id`."""
 
     TYPE: ClassVar[int] = ACK
-    LAYOUT: ClassVar[str] = "II"
+    LAYOUT: ClassVar[tuple[str, ...]] = ("I", "I")
     id: int
     next_offset: int
 
@@ -465,8 +445,9 @@ class Result:
 
 
 @dataclasses.dataclass(frozen=True)
-class Error:
+class Error(_Fixed):
     TYPE: ClassVar[int] = ERROR
+    LAYOUT: ClassVar[tuple[str, ...]] = ("B", "I", "I", "I", _STR)
     code: int
     boot_nonce: int
     id: int = 0
@@ -477,22 +458,11 @@ class Error:
     def name(self) -> str:
         return ERROR_NAMES.get(self.code, f"error_{self.code}")
 
-    def pack(self) -> bytes:
-        return struct.pack("<BIII", self.code, self.boot_nonce, self.id, self.detail) + _pack_str(self.message)
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "Error":
-        r = _Reader(payload)
-        code, nonce, ident, detail = r.take("<BIII")
-        message = r.string()
-        r.end()
-        return cls(code, nonce, ident, detail, message)
-
 
 @dataclasses.dataclass(frozen=True)
 class Pong(_Fixed):
     TYPE: ClassVar[int] = PONG
-    LAYOUT: ClassVar[str] = "II"
+    LAYOUT: ClassVar[tuple[str, ...]] = ("I", "I")
     token: int
     boot_nonce: int
 
@@ -510,7 +480,7 @@ class Memory(_Fixed):
     marks read back, so these are what ran, not what was planned."""
 
     TYPE: ClassVar[int] = MEMORY
-    LAYOUT: ClassVar[str] = "7I"
+    LAYOUT: ClassVar[tuple[str, ...]] = ("I",) * 7
     boot_nonce: int
     arena_bytes: int  # the static arena
     arena_peak: int  # highest arena byte written + 1, over every inference since boot
