@@ -35,6 +35,7 @@ METHODS: dict[str, dict] = {
     "equalize": {**PLAIN, "equalize": True},
     "default": {},
     "int16-all (16x8)": {"int16_activations": "all", "io": "float32"},
+    "int16-stream": {"int16_activations": "stream"},
     "per-tensor": {**PLAIN, "per_tensor": True},
     "per-tensor+equalize": {**PLAIN, "per_tensor": True, "equalize": True},
     "per-tensor+eq+bias-corr": {"per_tensor": True, "equalize": True, "bias_correction": True},

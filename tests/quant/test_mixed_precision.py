@@ -100,3 +100,20 @@ def test_a_graph_output_cannot_be_made_16_bit(quantized) -> None:
     output = graph.tensors[graph.outputs[0]].name
     with pytest.raises(ValueError, match="cannot be made 16-bit"):
         mixed_precision.mix(quantized["int8"], quantized["int16"], [output])
+
+
+def test_stream_choice_is_the_linear_residual_stream(quantized, tmp_path: Path) -> None:
+    """`--int16-activations stream`: every ADD's inputs and output and every activation-free conv output of
+    MobileNetV2 (17 linear bottlenecks + 10 residual adds), none of its ReLU6 outputs; the spliced model runs."""
+    from edgemnv2.quantization import residual_stream_tensors
+    from edgemnv2.tflite import layer_name
+
+    stream = residual_stream_tensors(quantized["int8"])
+    layers = [layer_name(t) for t in stream]
+    assert sum("project_BN" in name for name in layers) == 17
+    assert sum("_add" in name for name in layers) == 10
+    assert len(stream) == 27 and not any("relu" in name for name in layers)
+    allowed = set(mixed_precision.candidates(quantized["int8"], quantized["int16"]))
+    mixed = mixed_precision.mix(quantized["int8"], quantized["int16"], [t for t in stream if t in allowed])
+    assert _sixteen_bit_tensors(mixed.content) == set(stream) & allowed
+    assert _predict(mixed.content, quantized["images"][:1], tmp_path, "stream").shape == (1, 1000)
