@@ -41,6 +41,8 @@ METHODS: dict[str, dict] = {
     "per-tensor+eq+bias-corr": {"per_tensor": True, "equalize": True, "bias_correction": True},
     "per-tensor+eq+bc+mse": {"per_tensor": True, "equalize": True, "bias_correction": True,
                              "calibration_method": "mse"},
+    "per-tensor+eq+bc+percentile": {"per_tensor": True, "equalize": True, "bias_correction": True,
+                                    "calibration_method": "percentile"},
     "adaround": {"adaround": True},
     "per-tensor+eq+adaround": {"per_tensor": True, "equalize": True, "adaround": True},
 }
