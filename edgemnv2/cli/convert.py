@@ -36,8 +36,9 @@ def quantization_options(func):  # type: ignore[no-untyped-def]
         click.option("--int16-activations", default=None, metavar="all|auto|stream|LAYER,...",
                      help="16x8 mode (int16 activations, int8 weights): 'all' for the whole graph (needs --io "
                           "float32); 'auto' for the 3 layers losing most SQNR (plus the output probabilities with "
-                          "--io float32); 'stream' for the linear residual stream (every ADD's inputs and output, convolutions "
-                          "without activation); or layers as `validate --per-layer` names them. The rest stays int8."),
+                          "--io float32); 'stream' for the linear residual stream (every ADD's inputs and output, "
+                          "convolutions without activation); or layers as `validate --per-layer` names them. The "
+                          "rest stays int8."),
     ]
     for option in reversed(options):
         func = option(func)
