@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from edgemnv2.tflite import load_graph
-from edgemnv2.tflite.writer import patch_ranges
+from edgemnv2.tflite.writer import patch_ranges, with_outputs
 
 METHODS = ("minmax", "percentile", "mse")
 HIST_BINS = 4096  # a power of two: doubling a histogram's span merges bin pairs exactly
@@ -133,21 +134,38 @@ class GrowingHistogram:
         return self.lo + (np.arange(HIST_BINS) + 0.5) * ((self.hi - self.lo) / HIST_BINS)
 
 
-def _statistics(model_bytes: bytes, images: np.ndarray, tensors: Iterable[int]) -> dict[int, GrowingHistogram]:
-    """One pass of the float model over `images`: histogram and min/max of every tensor in `tensors`."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+def _add_all(hists: list[GrowingHistogram], values: list[np.ndarray]) -> None:
+    """Fill each histogram with its tensor's values of one image (the worker thread's job)."""
+    for hist, value in zip(hists, values):
+        hist.add(value)
 
-    interpreter = Interpreter(model_content=model_bytes, experimental_preserve_all_tensors=True,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+def _statistics(model_bytes: bytes, images: np.ndarray, tensors: Iterable[int]) -> dict[int, GrowingHistogram]:
+    """One pass of the float model over `images`: histogram and min/max of every tensor in `tensors`.
+
+    The tensors are made model outputs so XNNPACK can run the graph (`with_outputs`), and one image's
+    histograms are filled in a second thread while the interpreter (which releases the GIL) runs the
+    next: this pass is what the default adds to the converter's own time.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    indices = list(dict.fromkeys(tensors))
+    interpreter = Interpreter(model_content=with_outputs(model_bytes, indices), num_threads=1)
     interpreter.allocate_tensors()
     input_index = interpreter.get_input_details()[0]["index"]
-    hists = {i: GrowingHistogram() for i in tensors}
-    for image in images:
-        interpreter.set_tensor(input_index, np.asarray(image, np.float32)[None])
-        interpreter.invoke()
-        for index, hist in hists.items():
-            hist.add(interpreter.get_tensor(index))
-    return hists
+    hists = [GrowingHistogram() for _ in indices]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        filling: Future[None] | None = None
+        for image in images:
+            interpreter.set_tensor(input_index, np.asarray(image, np.float32)[None])
+            interpreter.invoke()
+            values = [interpreter.get_tensor(index) for index in indices]  # copies: the next invoke may run
+            if filling is not None:
+                filling.result()  # at most one image waits; a failure surfaces here
+            filling = pool.submit(_add_all, hists, values)
+        if filling is not None:
+            filling.result()
+    return dict(zip(indices, hists))
 
 
 def _percentile_range(hist: GrowingHistogram, percentile: float) -> tuple[float, float]:

@@ -92,6 +92,43 @@ def test_ranges_are_written_into_the_model(calibrated, small_images) -> None:
     assert calibration.recorded_ranges(calibrated)[ranges[0].name] == pytest.approx(ranges[0].recorded)
 
 
+def test_statistics_pass_sees_what_the_builtin_kernels_see(calibrated, small_images) -> None:
+    """The XNNPACK pass over tensors made outputs (histograms filled in a second thread) records the same
+    min/max and histograms as the builtin kernels with every tensor preserved, up to float rounding."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgemnv2.tflite import load_graph
+    from edgemnv2.tflite.writer import with_outputs
+
+    recorded = calibration.recorded_ranges(calibrated)
+    graph = load_graph(calibrated)
+    tensors = [t.index for t in graph.tensors if t.name in recorded and not t.constant][1:]  # not the input
+    exposed = load_graph(with_outputs(calibrated, tensors + tensors[:3]))
+    assert list(exposed.outputs) == list(graph.outputs) + [i for i in tensors if i not in graph.outputs]
+
+    hists = calibration._statistics(calibrated, small_images, tensors)  # noqa: SLF001
+    reference = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
+                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    reference.allocate_tensors()
+    expected = {i: calibration.GrowingHistogram() for i in tensors}
+    for image in small_images:
+        reference.set_tensor(reference.get_input_details()[0]["index"], image[None].astype(np.float32))
+        reference.invoke()
+        for i, hist in expected.items():
+            hist.add(reference.get_tensor(i))
+    assert sorted(hists) == sorted(tensors)
+    for i in tensors:
+        got, want = hists[i], expected[i]
+        scale = max(1.0, abs(want.min), abs(want.max))
+        assert abs(got.min - want.min) <= 1e-4 * scale and abs(got.max - want.max) <= 1e-4 * scale
+        assert got.counts.sum() == want.counts.sum()
+        # the spans may differ by one doubling (a value on the boundary), so compare what is chosen from them
+        assert calibration._mse_range(got) == pytest.approx(  # noqa: SLF001
+            calibration._mse_range(want), rel=1e-3, abs=1e-4 * scale)  # noqa: SLF001
+        assert calibration._percentile_range(got, 99.9) == pytest.approx(  # noqa: SLF001
+            calibration._percentile_range(want, 99.9), rel=2e-3, abs=1e-3 * scale)  # noqa: SLF001
+
+
 @pytest.mark.parametrize("per_tensor,activations,io", [(False, "int8", "int8"), (True, "int8", "uint8"),
                                                        (False, "int16", "float32")])
 def test_quantized_model_is_fully_integer(calibrated, per_tensor, activations, io) -> None:
