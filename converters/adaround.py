@@ -19,7 +19,8 @@ s does not move. The model that comes out is the converter's int8 graph, fully i
 
 Where the float weights already sit on the int8 grid (the shared MobileNetV2 weights are dequantized int8
 values, per channel) nearest rounding is exact, the loss is zero and nothing flips: AdaRound then only
-matters for per-tensor weights.
+matters for per-tensor weights. Such layers are found before the second-moment pass (`on_grid`), which runs
+only for the others, and they keep their bytes.
 """
 
 from __future__ import annotations
@@ -157,30 +158,45 @@ def _rows(weights: np.ndarray, op: float_stats.WeightedOp) -> np.ndarray:
     return weights.reshape(weights.shape[0], -1)
 
 
+def on_grid(rows: np.ndarray, per_tensor: bool) -> bool:
+    """Whether the weights are int8 values of the converter's own scale already (nearest rounding is exact)."""
+    ratio = rows / weight_scale(rows, per_tensor)
+    return bool(np.abs(ratio - np.round(ratio)).max() < ON_GRID)
+
+
 def apply(calibrated: bytes, images: np.ndarray, per_tensor: bool,
           config: AdaRoundConfig = AdaRoundConfig()) -> tuple[bytes, AdaRoundReport]:
-    """The calibrated float model with every weighted op's float weights replaced by s·q (learned q), in place."""
+    """The calibrated float model with every weighted op's float weights replaced by s·q (learned q), in place.
+
+    Layers whose weights are on the grid already, or where nothing flips, keep their bytes: the converter
+    rounds them to the same integers, and the model (and the ranges measured on it) stays the one without
+    AdaRound. The second-moment pass runs only for the other layers, and not at all when there are none.
+    """
     started = time.perf_counter()
-    stats = float_stats.collect(calibrated, images)
     graph = load_graph(calibrated, what="the calibrated model")
+    layers = [(op, graph.tensors[op.weights]) for op in float_stats.weighted_ops(graph)]
+    layers = [(op, t) for op, t in layers if t.dtype.numpy == "float32" and t.buffer is not None]
+    rows = {op.index: _rows(t.values().astype(np.float64), op) for op, t in layers}
+    learnable = {index for index, r in rows.items() if not on_grid(r, per_tensor)}
+    stats = float_stats.collect(calibrated, images, only=learnable) if learnable else None
     patched = bytearray(calibrated)
     flipped = total = 0
     loss_nearest = loss_learned = 0.0
-    for op in stats.ops:
-        tensor = graph.tensors[op.weights]
-        if tensor.dtype.numpy != "float32" or tensor.buffer is None:
+    for op, tensor in layers:
+        total += tensor.values().size
+        if stats is None or op.index not in learnable:
             continue
-        weights = tensor.values().astype(np.float64)
-        result = round_layer(_rows(weights, op), stats.inputs[op.index].second_moment, per_tensor, config)
-        rounded = result.q * result.scale
-        new = (rounded.T if op.depthwise else rounded).reshape(weights.shape).astype(np.float32)
-        buffer = tensor.buffer
-        patched[buffer.start:buffer.start + buffer.size] = new.tobytes()
-        flipped += int(round(result.flipped * weights.size))
-        total += weights.size
+        result = round_layer(rows[op.index], stats.inputs[op.index].second_moment, per_tensor, config)
         loss_nearest += result.loss_nearest
         loss_learned += result.loss_adaround
-    report = AdaRoundReport(layers=len(stats.ops), images=stats.images, flipped=flipped / max(total, 1),
+        if result.flipped == 0.0:
+            continue
+        rounded = result.q * result.scale
+        new = (rounded.T if op.depthwise else rounded).reshape(tensor.values().shape).astype(np.float32)
+        buffer = tensor.buffer
+        patched[buffer.start:buffer.start + buffer.size] = new.tobytes()
+        flipped += int(round(result.flipped * rounded.size))
+    report = AdaRoundReport(layers=len(layers), images=len(images), flipped=flipped / max(total, 1),
                             loss_ratio=loss_learned / loss_nearest if loss_nearest > 0 else 1.0,
                             seconds=round(time.perf_counter() - started, 2))
     return bytes(patched), report

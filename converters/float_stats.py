@@ -10,7 +10,7 @@ every layer.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 
@@ -105,12 +105,13 @@ class FloatStats:
     images: int
 
 
-def collect(model: bytes, images: Iterable[np.ndarray]) -> FloatStats:
-    """Run `model` (float) once per image, summing every weighted op's input second moment."""
+def collect(model: bytes, images: Iterable[np.ndarray], only: Collection[int] | None = None) -> FloatStats:
+    """Run `model` (float) once per image, summing every weighted op's input second moment (of the ops whose
+    index is in `only`, when given)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     graph = load_graph(model, what="the calibrated model")
-    ops = weighted_ops(graph)
+    ops = [op for op in weighted_ops(graph) if only is None or op.index in only]
     interpreter = Interpreter(model_content=model, experimental_preserve_all_tensors=True,
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()

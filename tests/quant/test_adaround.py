@@ -74,6 +74,30 @@ def test_apply_writes_weights_the_quantizer_maps_back_to_the_learned_integers(pe
     assert changed / total == pytest.approx(report.flipped, abs=1e-6)
 
 
+def test_apply_leaves_a_model_on_the_grid_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights that are int8 values already: no second-moment pass, the same bytes, nothing flipped."""
+    from edgemnv2.tflite import load_graph
+    from edgemnv2_converters import float_stats
+
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 24, 24, 3)).astype(np.float32)
+    calibrated = calibration.calibrate_float_model(_tiny_model(), images)
+    graph = load_graph(calibrated)
+    snapped = bytearray(calibrated)
+    for op in float_stats.weighted_ops(graph):
+        tensor = graph.tensors[op.weights]
+        weights = tensor.values().astype(np.float64)
+        rows = adaround._rows(weights, op)  # noqa: SLF001
+        grid = np.round(rows / adaround.weight_scale(rows, False)) * adaround.weight_scale(rows, False)
+        new = (grid.T if op.depthwise else grid).reshape(weights.shape).astype(np.float32)
+        snapped[tensor.buffer.start:tensor.buffer.start + tensor.buffer.size] = new.tobytes()
+        assert adaround.on_grid(adaround._rows(new.astype(np.float64), op), False)  # noqa: SLF001
+        assert not adaround.on_grid(rows, True)  # the per-tensor grid is coarser
+    monkeypatch.setattr(float_stats, "collect", lambda *a, **k: pytest.fail("second-moment pass on a gridded model"))
+    rounded, report = adaround.apply(bytes(snapped), images, per_tensor=False)
+    assert rounded == bytes(snapped)
+    assert (report.layers, report.images, report.flipped, report.loss_ratio) == (4, 6, 0.0, 1.0)
+
+
 def test_adaround_and_bias_correction_are_exclusive() -> None:
     from edgemnv2.convert import ConvertOptions
 
