@@ -118,7 +118,7 @@ def round_layer(rows: np.ndarray, gram: np.ndarray, per_tensor: bool = False,
     frozen = (np.abs(ratio) >= QMAX - 0.5) | (floor + 1 > QMAX) | (floor < -QMAX)
     weight = scale[:, 0] ** 2  # row r's error is s_r (q − ratio): its loss scales with s_r²
     loss_nearest = float((weight * _quadratic(nearest - ratio, factor)).sum())
-    if loss_nearest <= 0.0 or np.abs(ratio - nearest).max() < ON_GRID:  # already on the grid: nearest is exact
+    if loss_nearest <= 0.0 or on_grid(rows, per_tensor):  # nearest rounding is exact
         return LayerResult(nearest.astype(np.int32), scale, 0.0, 0.0, 0.0)
     f32 = np.float32
     floor32, ratio32, nearest32 = floor.astype(f32), ratio.astype(f32), nearest.astype(f32)
@@ -175,15 +175,16 @@ def apply(calibrated: bytes, images: np.ndarray, per_tensor: bool,
     started = time.perf_counter()
     graph = load_graph(calibrated, what="the calibrated model")
     layers = [(op, graph.tensors[op.weights]) for op in float_stats.weighted_ops(graph)]
-    layers = [(op, t) for op, t in layers if t.dtype.numpy == "float32" and t.buffer is not None]
-    rows = {op.index: _rows(t.values().astype(np.float64), op) for op, t in layers}
+    weights = {op.index: t.values().astype(np.float64) for op, t in layers
+               if t.dtype.numpy == "float32" and t.buffer is not None}
+    rows = {op.index: _rows(weights[op.index], op) for op, _ in layers if op.index in weights}
     learnable = {index for index, r in rows.items() if not on_grid(r, per_tensor)}
     stats = float_stats.collect(calibrated, images, only=learnable) if learnable else None
     patched = bytearray(calibrated)
-    flipped = total = 0
+    flipped = 0
+    total = sum(w.size for w in weights.values())
     loss_nearest = loss_learned = 0.0
     for op, tensor in layers:
-        total += tensor.values().size
         if stats is None or op.index not in learnable:
             continue
         result = round_layer(rows[op.index], stats.inputs[op.index].second_moment, per_tensor, config)
@@ -192,11 +193,11 @@ def apply(calibrated: bytes, images: np.ndarray, per_tensor: bool,
         if result.flipped == 0.0:
             continue
         rounded = result.q * result.scale
-        new = (rounded.T if op.depthwise else rounded).reshape(tensor.values().shape).astype(np.float32)
+        new = (rounded.T if op.depthwise else rounded).reshape(weights[op.index].shape).astype(np.float32)
         buffer = tensor.buffer
         patched[buffer.start:buffer.start + buffer.size] = new.tobytes()
         flipped += int(round(result.flipped * rounded.size))
-    report = AdaRoundReport(layers=len(layers), images=len(images), flipped=flipped / max(total, 1),
+    report = AdaRoundReport(layers=len(weights), images=len(images), flipped=flipped / max(total, 1),
                             loss_ratio=loss_learned / loss_nearest if loss_nearest > 0 else 1.0,
                             seconds=round(time.perf_counter() - started, 2))
     return bytes(patched), report
