@@ -89,6 +89,24 @@ def check_tflite_file(path: Path) -> bytes:
     return read_tflite(path)
 
 
+def quantize_values(values: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    """Floats → `dtype` integers as LiteRT's optimized QUANTIZE kernel maps them: times the float32
+    reciprocal of the scale, rounded half to even, plus the zero point, clamped.
+
+    Why that kernel's rule, bit for bit: with [-1, 1] preprocessing and the converter's 2/255 input scale
+    every pixel sits on a rounding tie, so the rule decides the integers a model sees (and which near-tie
+    images its top-1 flips on, benchmarks/agreement_noise.py). This way an int8-input model fed from here
+    and a float-input model (its own QUANTIZE op) see the same integers. TFLite Micro's reference kernel
+    divides and rounds half away from zero instead.
+    """
+    limits = np.iinfo(dtype)
+    q = np.multiply(values, np.float32(1.0 / float(scale)), dtype=np.float32)  # one new buffer,
+    np.rint(q, out=q)                                                          # then in place
+    q += zero_point
+    np.clip(q, limits.min, limits.max, out=q)
+    return q.astype(dtype)
+
+
 class TFLiteModel:
     """A loaded TFLite model with one input and one output (classification), run one image at a time."""
 
@@ -110,12 +128,7 @@ class TFLiteModel:
         info = self.input
         if not info.quantized:
             return np.asarray(float_images, dtype=info.dtype)
-        limits = np.iinfo(info.dtype)
-        q = np.multiply(float_images, np.float32(1.0 / info.scale), dtype=np.float32)  # one new buffer,
-        np.rint(q, out=q)                                                               # then in place
-        q += info.zero_point
-        np.clip(q, limits.min, limits.max, out=q)
-        return q.astype(info.dtype)
+        return quantize_values(float_images, info.scale, info.zero_point, info.dtype)
 
     def dequantize_output(self, raw: np.ndarray) -> np.ndarray:
         info = self.output

@@ -114,6 +114,29 @@ class ImageRow:
     tflite_top1: int
     kl: float
     max_abs_diff: float
+    float_margin: float  # log(p1 / p2) of the float model, see float_margins
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """An image whose top-1 differs, with how near a tie the float model itself was there."""
+
+    file: str
+    float_top1: int
+    tflite_top1: int
+    float_margin: float  # log(p1 / p2) of the float model: its top-1 minus top-2 logit
+
+
+@dataclass(frozen=True)
+class NearTies:
+    """Whether the disagreements are near-ties: a quantized model's rounding noise flips the float model's
+    top-1 only where its top-1/top-2 margin is small, so the largest disagreeing margin and how many images
+    are at least that close tell a user whether a lower agreement is noise on near-ties or a broken layer.
+    """
+
+    largest_disagreeing_margin: float
+    images_within: int  # images whose float margin is <= largest_disagreeing_margin
+    disagreements: list[Disagreement]
 
 
 @dataclass
@@ -151,6 +174,7 @@ class ValidationReport:
     comparison: Comparison | None = None
     gates: list[GateResult] = field(default_factory=list)
     rows: list[ImageRow] | None = None
+    near_ties: NearTies | None = None  # None when every top-1 agrees
 
     @property
     def passed(self) -> bool:
@@ -204,6 +228,25 @@ def fill_rounded_tail(probs: np.ndarray, step: float) -> np.ndarray:
         if zeros.any() and missing > 0:
             row[zeros] = min(missing / zeros.sum(), step / 2)
     return filled
+
+
+def float_margins(probs: np.ndarray) -> np.ndarray:
+    """log(p_top1 / p_top2) per row: for a softmax output, the gap between the two largest logits."""
+    top2 = np.sort(np.asarray(probs, dtype=np.float64), axis=1)[:, -2:]
+    return np.log(np.clip(top2[:, 1], _EPS, None)) - np.log(np.clip(top2[:, 0], _EPS, None))
+
+
+def near_ties(files: list[str], float_top1: np.ndarray, tflite_top1: np.ndarray,
+              margins: np.ndarray) -> NearTies | None:
+    """The disagreeing images, smallest float margin first, and how many images are as close to a tie."""
+    differ = np.flatnonzero(float_top1 != tflite_top1)
+    if len(differ) == 0:
+        return None
+    differ = differ[np.argsort(margins[differ], kind="stable")]
+    largest = float(margins[differ[-1]])
+    return NearTies(largest_disagreeing_margin=largest, images_within=int(np.sum(margins <= largest)),
+                    disagreements=[Disagreement(files[i], int(float_top1[i]), int(tflite_top1[i]),
+                                                float(margins[i])) for i in differ])
 
 
 def align_classes(tflite_out: np.ndarray, float_classes: int) -> tuple[np.ndarray, bool]:
@@ -340,6 +383,7 @@ def validate(model_path: Path, reference: ModelSource | str | None = None, data:
     abs_diff = np.abs(float_out - tflite_aligned)  # dequantized outputs, before any renormalisation
     float_top1, tflite_top1 = p.argmax(axis=1), q.argmax(axis=1)
     agrees = float_top1 == tflite_top1
+    margins = float_margins(p)
     n = len(imageset.images)
     # labels from another label space (e.g. ImageNet synsets for a 10-class model) cannot score accuracy
     labelled = imageset.labelled and int(imageset.labels.max()) < float_out.shape[1]
@@ -356,6 +400,7 @@ def validate(model_path: Path, reference: ModelSource | str | None = None, data:
         mean_kl=float(np.mean(kl)), mean_abs_diff=float(np.mean(abs_diff)), max_abs_diff=float(np.max(abs_diff)),
         float_seconds=round(float_seconds, 3), tflite_seconds=round(run.seconds, 3),
         tflite_images_per_second=round(n / run.seconds, 2) if run.seconds > 0 else 0.0, note=note,
+        near_ties=near_ties([f.name for f in imageset.files], float_top1, tflite_top1, margins),
     )
     labels = imageset.labels
     if labelled:
@@ -381,9 +426,9 @@ def validate(model_path: Path, reference: ModelSource | str | None = None, data:
                                        report.top1_agreement >= min_agreement - 1e-9))
     if per_image:
         report.rows = [ImageRow(file=f.name, label=int(label), float_top1=int(a), tflite_top1=int(b),
-                                kl=float(k), max_abs_diff=float(d))
-                       for f, label, a, b, k, d in zip(imageset.files, imageset.labels, float_top1, tflite_top1,
-                                                      kl, abs_diff.max(axis=1))]
+                                kl=float(k), max_abs_diff=float(d), float_margin=float(m))
+                       for f, label, a, b, k, d, m in zip(imageset.files, imageset.labels, float_top1, tflite_top1,
+                                                         kl, abs_diff.max(axis=1), margins)]
     return report
 
 
@@ -412,6 +457,12 @@ def render_text(report: ValidationReport) -> str:
     lines.append(f"  top-1 agreement {report.top1_agreement:.2f}%{_ci(report.top1_agreement_ci)}   "
                  f"mean KL {report.mean_kl:.4f}   |float-tflite| mean {report.mean_abs_diff:.2e} "
                  f"max {report.max_abs_diff:.3f}")
+    if report.near_ties is not None:
+        ties = report.near_ties
+        smallest = ties.disagreements[0].float_margin
+        lines.append(f"  top-1 differs on {len(ties.disagreements)} image(s), float top-1/top-2 margins "
+                     f"{smallest:.3f}-{ties.largest_disagreeing_margin:.3f} (log-prob); {ties.images_within} of "
+                     f"{report.images} images are that close to a tie")
     lines.append(f"  tflite ({report.backend}, {report.input['dtype']} input) {report.tflite_images_per_second:.1f} img/s"
                  + ("   background class dropped (1001 → 1000)" if report.dropped_background else "")
                  + "   [95% Wilson intervals]")

@@ -27,6 +27,7 @@ import numpy as np
 from edgemnv2.errors import ModelError, RuntimeUnavailable, ToolMissing
 from edgemnv2.profile.opgraph import Op, OpGraph, read_opgraph
 from edgemnv2.profile.schedule import DEFAULT_STACK_TARGET, Schedule, Step, plan_schedule
+from edgemnv2.runtime import quantize_values
 
 KERNEL_FILES = ("se_kernels.c", "se_kernels.h", "se_host_main.c")
 GENERATED_FILES = ("se_model.h", "se_model.c") + KERNEL_FILES
@@ -559,8 +560,7 @@ def image_inputs(model: Path, folder: Path, count: int, seed: int = 0) -> np.nda
     g = read_opgraph(model)
     t = g.tensors[g.inputs[0]]
     images = load_images(Path(folder), t.shape[1], limit=count, seed=seed).images
-    info = np.iinfo(t.dtype)
-    q = np.clip(np.rint(images / np.float32(t.scale[0])) + t.zero_point[0], info.min, info.max).astype(t.dtype)
+    q = quantize_values(images, t.scale[0], t.zero_point[0], t.dtype)  # as validate and bench feed the model
     return q.reshape(len(q), -1).view(np.uint8)
 
 

@@ -59,3 +59,34 @@ def test_runtime_never_imports_tensorflow(int8_mnv2_035_128: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "litert"
+
+
+@pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors:UserWarning")
+def test_quantize_values_maps_floats_like_litert_quantize_kernel(tmp_path: Path) -> None:
+    """Ties included: [-1, 1] preprocessing puts every pixel on one, so the rounding rule is the integers."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgemnv2.runtime import quantize_values
+
+    inputs = tf.keras.Input((8, 8, 3))
+    keras_model = tf.keras.Model(inputs, tf.keras.layers.Conv2D(4, 1)(inputs))
+    rng = np.random.default_rng(0)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)]
+                                                for _ in range(4))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    interpreter = Interpreter(model_content=converter.convert(), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    quantize = next(op for op in interpreter._get_ops_details() if op["op_name"] == "QUANTIZE")
+    quantized = interpreter.get_tensor_details()[quantize["outputs"][0]]
+    scale, zero_point = quantized["quantization"]
+    ties = ((np.arange(192) - 96 + 0.5) * np.float32(scale)).astype(np.float32).reshape(1, 8, 8, 3)
+    for values in (ties, rng.uniform(-1.2, 1.2, (1, 8, 8, 3)).astype(np.float32)):
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], values)
+        interpreter.invoke()
+        np.testing.assert_array_equal(quantize_values(values, scale, zero_point, np.int8),
+                                      interpreter.get_tensor(quantize["outputs"][0]))
+    halves_away = np.trunc(ties / np.float32(scale)) + np.sign(ties)  # the reference kernel's rule on ties
+    assert np.mean(quantize_values(ties, scale, zero_point, np.int8) != halves_away + zero_point) > 0.2

@@ -10,7 +10,8 @@ import pytest
 
 from edgemnv2.errors import GateFailed, InputError, ModelError
 from edgemnv2.models import ModelSpec
-from edgemnv2.validate import align_classes, fill_rounded_tail, kl_divergence, to_probabilities, validate
+from edgemnv2.validate import (align_classes, fill_rounded_tail, float_margins, kl_divergence, near_ties,
+                               render_text, to_probabilities, validate)
 
 from .conftest import error_line, run_cli
 
@@ -31,6 +32,13 @@ def test_real_int8_model_tracks_its_float_reference(report_96) -> None:
     assert report_96.passed and [g.name for g in report_96.gates] == ["max_top1_drop", "min_agreement"]
     assert len(report_96.rows) == 24 and report_96.rows[0].file.endswith(".JPEG")
     assert report_96.tflite_images_per_second > 0
+    ties = report_96.near_ties
+    differing = [r for r in report_96.rows if r.float_top1 != r.tflite_top1]
+    assert (ties is None) == (not differing) == (report_96.top1_agreement == 100.0)
+    if ties is not None:  # the rows and the near-tie summary describe the same images
+        assert sorted(d.file for d in ties.disagreements) == sorted(r.file for r in differing)
+        assert ties.images_within == sum(r.float_margin <= ties.largest_disagreeing_margin for r in report_96.rows)
+        assert "close to a tie" in render_text(report_96)
 
 
 def test_coral_1001_class_model_drops_background(coral_v2_tflite: Path, shared_weights: Path, calib_dir: Path) -> None:
@@ -70,6 +78,18 @@ def test_probability_helpers() -> None:
     assert dropped and aligned.shape == (2, 1000)
     with pytest.raises(ModelError, match="cannot be compared"):
         align_classes(np.zeros((2, 10)), 1000)
+
+
+def test_near_ties_name_the_disagreements_and_how_many_images_are_as_close() -> None:
+    probs = np.array([[0.50, 0.45, 0.05], [0.9, 0.05, 0.05], [0.3, 0.6, 0.1], [0.40, 0.35, 0.25]])
+    margins = float_margins(probs)
+    np.testing.assert_allclose(margins, np.log([0.50 / 0.45, 0.9 / 0.05, 0.6 / 0.3, 0.40 / 0.35]))
+    np.testing.assert_allclose(float_margins(to_probabilities(np.array([[3.0, 1.0, 2.5]]))), [0.5])  # logit gap
+    ties = near_ties(["a", "b", "c", "d"], np.array([0, 0, 1, 0]), np.array([1, 0, 1, 2]), margins)
+    assert [d.file for d in ties.disagreements] == ["a", "d"]  # smallest margin first
+    assert ties.largest_disagreeing_margin == pytest.approx(np.log(0.40 / 0.35))
+    assert ties.images_within == 2 and ties.disagreements[1].tflite_top1 == 2
+    assert near_ties(["a"], np.array([3]), np.array([3]), np.array([0.1])) is None
 
 
 def test_cli_gate_failure_exits_3_after_writing_report(int8_mnv2_96: Path, shared_weights: Path,
