@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 # name -> ConvertOptions fields; unset fields take convert's defaults (quantization.resolved_defaults), so every
 # row that is not the default spells out what it turns off.
-PLAIN = {"calibration_method": "minmax", "bias_correction": False}  # the converter's own int8
+PLAIN = {"calibration_method": "minmax", "bias_correction": False, "equalize": False}  # the converter's own int8
 METHODS: dict[str, dict] = {
     "plain": PLAIN,
     "percentile": {**PLAIN, "calibration_method": "percentile"},

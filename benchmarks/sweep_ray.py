@@ -40,7 +40,7 @@ def main() -> int:
             shutil.copyfile(image, folder / image.name)
         shutil.copyfile(SHARED / "data" / "imagenet_synsets.txt", folder / "imagenet_synsets.txt")
         images[name] = folder
-    plain = dict(calibration_method="minmax", bias_correction=False, num_calibration=8)
+    plain = dict(calibration_method="minmax", bias_correction=False, equalize=False, num_calibration=8)
     candidates = [candidate(0.35, r, "none", per_tensor=pt, **plain) for r in (96, 128) for pt in (False, True)]
     inputs = SweepInputs(images["imagenet-val"], images["imagenet-calib"])
     walls, reports = {}, {}

@@ -102,10 +102,27 @@ def consumers_map(model: Any) -> dict[str, list[str]]:
     return readers
 
 
+def functional(model: Any) -> Any:
+    """`model` as a functional model over the same layers.
+
+    Why: the transforms walk a functional config (each layer's inbound nodes); a Sequential model's config
+    lists its layers without them, so its convolutions would look unconnected.
+    """
+    import keras
+
+    if not isinstance(model, keras.Sequential):
+        return model
+    try:
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    except (AttributeError, ValueError) as exc:  # a Sequential model never built has no inputs
+        raise ValueError(f"the Sequential model {model.name} has no defined input to rebuild it from") from exc
+
+
 def fold_batch_norm(model: Any) -> tuple[Any, list[Unit]]:
     """A copy of `model` with every conv→BN pair folded (float outputs unchanged) and its units."""
     import keras
 
+    model = functional(model)
     folded = keras.models.clone_model(model)
     folded.set_weights(model.get_weights())
     readers = consumers_map(folded)

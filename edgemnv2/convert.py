@@ -53,13 +53,14 @@ class ConvertOptions:
     crop_fraction: float | None = 0.875
     # quantization beyond the converter's defaults (edgemnv2.quantization, issue 6)
     # None = the measured best for the mode (quantization.resolved_defaults): mse ranges for per-channel
-    # int8, min/max + bias correction for per-tensor, the converter's own otherwise.
+    # int8, equalization + min/max + bias correction for per-tensor, the converter's own otherwise.
     calibration_method: str | None = None  # minmax | percentile | mse activation ranges
     per_tensor: bool = False  # per-tensor instead of per-channel weights
-    equalize: bool = False  # cross-layer equalization (ReLU6-aware) before calibration
+    equalize: bool | None = None  # cross-layer equalization (ReLU6-aware) before calibration
     bias_correction: bool | None = None  # empirical bias correction from the calibration images
     adaround: bool = False  # learned weight rounding (AdaRound) against the float model's layer outputs
     int16_activations: str | None = None  # "all": 16x8 mode (int16 activations, int8 weights)
+    equalize_by_default: bool = field(default=False, repr=False)  # set by resolved_defaults
     bias_correction_by_default: bool = field(default=False, repr=False)  # set by resolved_defaults
 
     def __post_init__(self) -> None:

@@ -25,8 +25,9 @@ def quantization_options(func):  # type: ignore[no-untyped-def]
                           "quantization MSE (default: mse for per-channel int8, minmax for --per-tensor)."),
         click.option("--per-tensor", is_flag=True,
                      help="One weight scale per tensor (for NPUs/kernels without per-channel support)."),
-        click.option("--equalize", is_flag=True,
-                     help="Cross-layer equalization (ReLU6-aware, batch norm folded) before calibration."),
+        click.option("--equalize/--no-equalize", default=None,
+                     help="Cross-layer equalization (ReLU6-aware, batch norm folded) before calibration "
+                          "(default: on for --per-tensor int8)."),
         click.option("--bias-correction/--no-bias-correction", default=None,
                      help="Correct the bias shift that weight rounding causes, measured on the calibration images "
                           "(default: on for --per-tensor int8). --calibration-method minmax is the plain converter."),
@@ -64,7 +65,7 @@ def quantization_options(func):  # type: ignore[no-untyped-def]
 def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weights_dir: Path | None,
                 model_path: Path | None, quantize: str, io: str | None, output: Path | None,
                 calibration: Path | None, num_calibration: int, seed: int, calibration_method: str,
-                per_tensor: bool, equalize: bool, bias_correction: bool, adaround: bool,
+                per_tensor: bool, equalize: bool | None, bias_correction: bool | None, adaround: bool,
                 int16_activations: str | None, as_json: bool) -> None:
     """Convert MobileNetV2 (or your Keras model) to TFLite; int8 by default, verified fully integer.
 

@@ -38,3 +38,19 @@ def test_user_model_converts_fully_integer_and_validates(tiny_models, kind: str,
     assert report.max_abs_diff < 0.05  # random weights: near-uniform outputs, so compare values, not argmax
     with pytest.raises(InputError, match="model has 10 classes"):
         validate(result.output, data=small_calib, max_top1_drop=1.0)
+
+
+@pytest.mark.parametrize("kind", ["keras", "savedmodel"])
+def test_per_tensor_defaults_apply_or_step_aside_for_user_models(tiny_models, kind: str, tmp_path: Path,
+                                                                 small_calib: Path, caplog) -> None:
+    """--per-tensor turns equalization and bias correction on; a model they cannot rebuild (a SavedModel
+    wrapped in a TFSMLayer) still converts, without them, and says so."""
+    result = convert(UserModel(tiny_models[kind]), ConvertOptions(calibration=small_calib, num_calibration=4,
+                                                                  per_tensor=True, output=tmp_path / "pt.tflite"))
+    quantization = result.sidecar.quantization
+    assert result.sidecar.fully_integer and quantization["weights"] == "per-tensor"
+    if kind == "keras":
+        assert "equalize" in quantization and "bias_correction" in quantization
+    else:
+        assert set(quantization) >= {"equalize_skipped", "bias_correction_skipped"}
+        assert "default equalize and bias correction skipped" in caplog.text

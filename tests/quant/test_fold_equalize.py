@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edgemnv2_converters import equalize, fold
 
@@ -18,6 +19,26 @@ def test_fold_keeps_outputs_and_finds_every_conv(small_model, small_images) -> N
     assert first.name == "Conv1" and first.clip == 6.0 and first.consumers == ["expanded_conv_depthwise"]
     # folded BN is "add bias": unit bias is BN beta and the kernel carries the BN scale
     assert np.allclose(first.bias, first.bn.beta.numpy())
+
+
+@pytest.mark.filterwarnings("ignore:The structure of `inputs`:UserWarning")
+def test_a_sequential_model_is_walked_like_a_functional_one() -> None:
+    """A Sequential config lists no inbound nodes: without the functional view its BN would stay unfolded."""
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, use_bias=False),
+                              keras.layers.BatchNormalization(), keras.layers.ReLU(6.0),
+                              keras.layers.DepthwiseConv2D(3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(5)])
+    rng = np.random.default_rng(0)
+    bn = model.layers[1]
+    bn.set_weights([rng.uniform(0.5, 2, 4), rng.normal(0, 1, 4), rng.normal(0, 1, 4), rng.uniform(0.5, 2, 4)])
+    images = rng.uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)
+    folded, units = fold.fold_batch_norm(model)
+    assert [u.kind for u in units] == ["Conv2D", "DepthwiseConv2D", "Dense"]
+    assert units[0].bn is not None and units[0].clip == 6.0 and units[0].consumers == [units[1].name]
+    np.testing.assert_allclose(np.asarray(folded(images, training=False)), np.asarray(model(images, training=False)),
+                               atol=1e-5)
 
 
 def test_equalize_is_exact_on_calibration_images(real_model_96, small_images) -> None:
