@@ -26,10 +26,12 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 
 DB_STEPS = (0, 1, 2, 3, 4, 6, 8)
+AS_VALIDATE = "as validate (float32 rint)"  # runtime.quantize_values, what validate and bench feed
 
 
-def int8_logits(graph, raw_inputs: np.ndarray) -> np.ndarray:
-    """The dequantized input of the model's last SOFTMAX for every raw (already quantized) input image."""
+def int8_logits(graph, raw_inputs: np.ndarray) -> tuple[np.ndarray, float]:
+    """The dequantized input of the model's last SOFTMAX for every raw (already quantized) input image, and
+    that tensor's step."""
     from ai_edge_litert.interpreter import Interpreter
 
     from edgemnv2.tflite import writer
@@ -49,13 +51,13 @@ def int8_logits(graph, raw_inputs: np.ndarray) -> np.ndarray:
         interpreter.set_tensor(inp["index"], raw[None])
         interpreter.invoke()
         rows.append((interpreter.get_tensor(out["index"])[0].astype(np.float64) - logits.zero_point) * logits.scale)
-    return np.array(rows)
+    return np.array(rows), logits.scale
 
 
 def input_roundings(model, images: np.ndarray) -> dict[str, np.ndarray]:
     """The raw inputs validate feeds, and, when every value sits on a rounding tie (the input grid is offset
     by half a step from the preprocessed pixels), the same inputs with every tie rounded up, then down."""
-    variants = {"as validate (float32 rint)": model.quantize_input(images)}
+    variants = {AS_VALIDATE: model.quantize_input(images)}
     info = model.input
     if not info.quantized:
         return variants
@@ -99,12 +101,10 @@ def main() -> int:
     model = runtime.open_model(args.model)
     roundings = input_roundings(model, images)
     outputs = {name: model.dequantize_output(model.run_raw(raw)) for name, raw in roundings.items()}
-    quantized = int8_logits(graph, roundings["as validate (float32 rint)"])
-    step = next(graph.tensors[op.inputs[0]].scale for op in reversed(graph.ops) if op.builtin == "SOFTMAX")
+    quantized, step = int8_logits(graph, roundings[AS_VALIDATE])
     keras_model = models.load_keras_model(models.parse_reference(args.reference))
     probs = to_probabilities(run_float(keras_model, images))
-    fed = roundings["as validate (float32 rint)"]
-    dequantized = (fed.astype(np.float32) - model.input.zero_point) * np.float32(model.input.scale)
+    dequantized = (roundings[AS_VALIDATE].astype(np.float32) - model.input.zero_point) * np.float32(model.input.scale)
     float_on_int8_input = np.flatnonzero(run_float(keras_model, dequantized).argmax(axis=1) != probs.argmax(axis=1))
     if quantized.shape[1] == probs.shape[1] + 1:  # 1001 classes, background first
         quantized = quantized[:, 1:]
