@@ -44,7 +44,15 @@ METHODS: dict[str, dict] = {
     "per-tensor+eq+bc+percentile": {"per_tensor": True, "equalize": True, "bias_correction": True,
                                     "calibration_method": "percentile"},
     "adaround": {"adaround": True},
-    "per-tensor+eq+adaround": {"per_tensor": True, "equalize": True, "adaround": True},
+    "per-tensor+eq+adaround": {"per_tensor": True, "equalize": True, "adaround": True},  # + bias correction
+    "per-tensor+eq+adaround+flips": {"per_tensor": True, "equalize": True, "adaround": True,
+                                     "adaround_augment": "flips"},
+    "per-tensor+eq+adaround+crops": {"per_tensor": True, "equalize": True, "adaround": True,
+                                     "adaround_augment": "crops"},
+    "per-tensor+eq+adaround+flips+crops": {"per_tensor": True, "equalize": True, "adaround": True,
+                                           "adaround_augment": "flips,crops"},
+    "per-tensor+eq+adaround-no-bc": {"per_tensor": True, "equalize": True, "adaround": True,
+                                     "bias_correction": False},
 }
 HOLDOUT_FRACTION = 0.3  # as `edgemnv2 run` does when one folder is given for both
 HOLDOUT_SEED = 0
@@ -112,7 +120,8 @@ def main() -> int:
     print(f"MobileNetV2 1.0/{args.resolution}, shared weights; calibrated on {len(calib.images)} images of "
           f"{calib_dir}, measured on {n} images of {val_dir}{note}; float top-1 {float_top1:.1f}%; "
           "[95% Wilson intervals]", flush=True)
-    print(f"{'method':<26} {'agreement':>9} {'95% CI':>13} {'top-1':>6} {'drop':>5} {'mean KL':>8} {'convert s':>9}")
+    width = max(26, *(len(name) for name in names))
+    print(f"{'method':<{width}} {'agreement':>9} {'95% CI':>13} {'top-1':>6} {'drop':>5} {'mean KL':>8} {'convert s':>9}")
     for name in names:
         tflite, seconds = build(keras_model, calib.images, METHODS[name], source)
         out, scale = predict(tflite, val.images)
@@ -121,7 +130,7 @@ def main() -> int:
         ci = wilson_interval(agrees, n)
         top1 = 100 * np.mean(probs.argmax(1) == val.labels)
         kl = float(np.mean(kl_divergence(float_probs, probs)))
-        print(f"{name:<26} {100 * agrees / n:>8.1f}% [{ci.low:4.1f}, {ci.high:5.1f}] {top1:>5.1f}% "
+        print(f"{name:<{width}} {100 * agrees / n:>8.1f}% [{ci.low:4.1f}, {ci.high:5.1f}] {top1:>5.1f}% "
               f"{float_top1 - top1:>+5.1f} {kl:>8.4f} {seconds:>9.1f}", flush=True)
     return 0
 

@@ -21,6 +21,11 @@ Where the float weights already sit on the int8 grid (the shared MobileNetV2 wei
 values, per channel) nearest rounding is exact, the loss is zero and nothing flips: AdaRound then only
 matters for per-tensor weights. Such layers are found before the second-moment pass (`on_grid`), which runs
 only for the others, and they keep their bytes.
+
+With bias correction (`edgemnv2.quantization.transform_float_model`), the rounding is learned on the Keras model
+instead (`learn_for_units`: learned on its calibrated float TFLite, mapped back to the Keras layers by value), and
+the sequential bias correction is measured for the learned rounding: the layer-wise loss sees the float input
+only, while the correction sees the shift every earlier rounded layer passes on.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import time
 import numpy as np
 
 from edgemnv2_converters import float_stats
+from edgemnv2_converters.fold import Unit
 from edgemnv2.tflite import load_graph
 
 ZETA, GAMMA = 1.1, -0.1  # rectified sigmoid stretch (the paper's values)
@@ -164,13 +170,22 @@ def on_grid(rows: np.ndarray, per_tensor: bool) -> bool:
     return bool(np.abs(ratio - np.round(ratio)).max() < ON_GRID)
 
 
-def apply(calibrated: bytes, images: np.ndarray, per_tensor: bool,
-          config: AdaRoundConfig = AdaRoundConfig()) -> tuple[bytes, AdaRoundReport]:
-    """The calibrated float model with every weighted op's float weights replaced by s·q (learned q), in place.
+@dataclasses.dataclass(frozen=True)
+class Learned:
+    """AdaRound's weights (s·q, float, in each op's TFLite layout) for the ops where a weight flipped."""
 
-    Layers whose weights are on the grid already, or where nothing flips, keep their bytes: the converter
-    rounds them to the same integers, and the model (and the ranges measured on it) stays the one without
-    AdaRound. The second-moment pass runs only for the other layers, and not at all when there are none.
+    weights: dict[int, np.ndarray]  # weighted op index -> new weights
+    report: AdaRoundReport
+
+
+def learn(calibrated: bytes, images: np.ndarray, per_tensor: bool,
+          config: AdaRoundConfig = AdaRoundConfig()) -> Learned:
+    """Learned rounding of every weighted op of a calibrated float model, against its float layer inputs on
+    `images` (the calibration images, augmented or not: `edgemnv2_converters.augment`).
+
+    Layers whose weights are on the grid already, or where nothing flips, are left out: the converter rounds
+    them to the same integers. The second-moment pass runs only for the other layers, and not at all when there
+    are none.
     """
     started = time.perf_counter()
     graph = load_graph(calibrated, what="the calibrated model")
@@ -180,11 +195,11 @@ def apply(calibrated: bytes, images: np.ndarray, per_tensor: bool,
     rows = {op.index: _rows(weights[op.index], op) for op, _ in layers if op.index in weights}
     learnable = {index for index, r in rows.items() if not on_grid(r, per_tensor)}
     stats = float_stats.collect(calibrated, images, only=learnable) if learnable else None
-    patched = bytearray(calibrated)
+    learned: dict[int, np.ndarray] = {}
     flipped = 0
     total = sum(w.size for w in weights.values())
     loss_nearest = loss_learned = 0.0
-    for op, tensor in layers:
+    for op, _ in layers:
         if stats is None or op.index not in learnable:
             continue
         result = round_layer(rows[op.index], stats.inputs[op.index].second_moment, per_tensor, config)
@@ -193,11 +208,77 @@ def apply(calibrated: bytes, images: np.ndarray, per_tensor: bool,
         if result.flipped == 0.0:
             continue
         rounded = result.q * result.scale
-        new = (rounded.T if op.depthwise else rounded).reshape(weights[op.index].shape).astype(np.float32)
-        buffer = tensor.buffer
-        patched[buffer.start:buffer.start + buffer.size] = new.tobytes()
+        learned[op.index] = (rounded.T if op.depthwise else rounded).reshape(weights[op.index].shape).astype(np.float32)
         flipped += int(round(result.flipped * rounded.size))
     report = AdaRoundReport(layers=len(weights), images=len(images), flipped=flipped / max(total, 1),
                             loss_ratio=loss_learned / loss_nearest if loss_nearest > 0 else 1.0,
                             seconds=round(time.perf_counter() - started, 2))
-    return bytes(patched), report
+    return Learned(weights=learned, report=report)
+
+
+def apply(calibrated: bytes, images: np.ndarray, per_tensor: bool,
+          config: AdaRoundConfig = AdaRoundConfig()) -> tuple[bytes, AdaRoundReport]:
+    """The calibrated float model with every weighted op's float weights replaced by s·q (learned q), in place;
+    layers left out by `learn` keep their bytes, so the model (and the ranges measured on it) stays the one
+    without AdaRound where it changes nothing."""
+    result = learn(calibrated, images, per_tensor, config)
+    graph = load_graph(calibrated, what="the calibrated model")
+    patched = bytearray(calibrated)
+    for op in float_stats.weighted_ops(graph):
+        if op.index in result.weights:
+            buffer = graph.tensors[op.weights].buffer
+            patched[buffer.start:buffer.start + buffer.size] = result.weights[op.index].tobytes()
+    return bytes(patched), result.report
+
+
+def learn_for_units(calibrated: bytes, units: list[Unit], images: np.ndarray, per_tensor: bool,
+                    config: AdaRoundConfig = AdaRoundConfig()) -> tuple[dict[str, np.ndarray], AdaRoundReport]:
+    """AdaRound's kernels for the Keras units (batch norm folded) of the model `calibrated` was converted from,
+    in Keras layout, by unit name (units where nothing flipped are left out): what bias correction measures its
+    shifts for, and what the units get before the converter runs (it maps s·q back to q).
+
+    Each op is matched to the unit whose kernel holds the same float weights (not by position). Every weighted op
+    needs one: an op outside the units (e.g. a convolution with its activation fused into the Keras layer) would
+    be rounded without the bias correction knowing how, so it is an error, raised before any learning.
+    """
+    graph = load_graph(calibrated, what="the calibrated model")
+    unmatched = {unit.name: unit for unit in units}
+    owner: dict[int, Unit] = {}
+    for op in float_stats.weighted_ops(graph):
+        weights = _rows(graph.tensors[op.weights].values().astype(np.float64), op)
+        match = next((name for name, unit in unmatched.items() if _same_rows(_unit_rows(unit), weights)), None)
+        if match is None:
+            raise ValueError(f"AdaRound with bias correction needs each convolution as a conv [→ batch norm] "
+                             f"[→ ReLU] unit; op {op.index} ({op.kind}) is not one (an activation fused into its "
+                             "layer?): use --no-bias-correction")
+        owner[op.index] = unmatched.pop(match)
+    result = learn(calibrated, images, per_tensor, config)
+    ops = {op.index: op for op in float_stats.weighted_ops(graph)}
+    kernels = {owner[index].name: _keras_kernel(_rows(new.astype(np.float64), ops[index]), owner[index])
+               for index, new in result.weights.items()}
+    return kernels, result.report
+
+
+def _unit_rows(unit: Unit) -> np.ndarray:
+    """A Keras unit's folded kernel as output channels × (taps·inputs), the order `_rows` gives TFLite weights."""
+    kernel = unit.kernel.astype(np.float64)
+    if unit.kind == "DepthwiseConv2D":  # HWC1 → C × taps
+        return kernel[..., 0].reshape(-1, kernel.shape[2]).T
+    if unit.kind == "Dense":  # IO → O × I
+        return kernel.T
+    return np.moveaxis(kernel, 3, 0).reshape(kernel.shape[3], -1)  # HWIO → O × (H·W·I)
+
+
+def _keras_kernel(rows: np.ndarray, unit: Unit) -> np.ndarray:
+    """The inverse of `_unit_rows`: rows back in the unit's kernel layout."""
+    shape = unit.kernel.shape
+    if unit.kind == "DepthwiseConv2D":
+        return rows.T.reshape(shape)
+    if unit.kind == "Dense":
+        return rows.T.copy()
+    return np.moveaxis(rows.reshape(shape[3], shape[0], shape[1], shape[2]), 0, 3)
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to float32 round-off (the converter stores the Keras kernel in float32)."""
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=0, atol=1e-6 * max(float(np.abs(b).max()), 1e-12)))

@@ -15,11 +15,15 @@ ReLU6 and residual adds the rounding of earlier layers shifts means that the flo
 per-tensor weights, together with equalization margin 1.75, it gained 1-2 held-out images and 4-5% KL on two
 2-fold splits (alone it was mixed; docs/quantization.md); with per-channel weights, whose rounding errors are small, it did not help, so there
 the float E[x] stays the default.
+
+`rounded` gives the rounding the converter will apply where it is not nearest (AdaRound's learned integers):
+both corrections then measure the shift of that rounding.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -56,10 +60,19 @@ def _channel_axis(unit: Unit) -> int:
     return 2 if unit.kind == "DepthwiseConv2D" else unit.kernel.ndim - 1
 
 
-def output_shift(unit: Unit, input_mean: np.ndarray, per_tensor: bool) -> np.ndarray:
+def rounded_kernel(unit: Unit, per_tensor: bool, rounded: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """Q(W) of a unit: the kernel `rounded` gives for it (AdaRound's learned rounding, on the converter's grid),
+    else the converter's nearest rounding."""
+    if rounded is not None and unit.name in rounded:
+        return np.asarray(rounded[unit.name], np.float64)
+    return quantize_weights(unit.kernel.astype(np.float64), None if per_tensor else _channel_axis(unit))
+
+
+def output_shift(unit: Unit, input_mean: np.ndarray, per_tensor: bool,
+                 rounded: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """E[(Q(W) - W) x] per output channel, for inputs with per-channel mean `input_mean`."""
     kernel = unit.kernel.astype(np.float64)
-    delta = quantize_weights(kernel, None if per_tensor else _channel_axis(unit)) - kernel
+    delta = rounded_kernel(unit, per_tensor, rounded) - kernel
     if unit.kind == "DepthwiseConv2D":
         return delta[..., 0].reshape(-1, delta.shape[2]).sum(axis=0) * input_mean
     if unit.kind == "Dense":
@@ -85,34 +98,37 @@ def input_means(model: Any, units: list[Unit], images: np.ndarray, batch: int = 
 
 
 def correct_biases(model: Any, units: list[Unit], images: np.ndarray, per_tensor: bool,
-                   sequential: bool | None = None) -> BiasCorrectionReport:
+                   sequential: bool | None = None,
+                   rounded: Mapping[str, np.ndarray] | None = None) -> BiasCorrectionReport:
     """Subtract each unit's expected weight-rounding shift from its bias, in place.
 
     `sequential` None: sequential with per-tensor weights, the float E[x] with per-channel weights (there
-    sequential lowered the KL only 1% and cost one held-out image).
+    sequential lowered the KL only 1% and cost one held-out image). `rounded` (unit name → kernel) is the
+    rounding the converter will apply when it is not nearest (AdaRound's): the shifts are measured for it.
+    The kernels themselves are left as they are.
     """
     if sequential is None:
         sequential = per_tensor
     if sequential:
         limit = max(1, SEQUENTIAL_MAX_INPUT_VALUES // int(np.prod(images.shape[1:])))
-        return _correct_sequentially(model, units, images[:limit], per_tensor)
+        return _correct_sequentially(model, units, images[:limit], per_tensor, rounded)
     means = input_means(model, units, images)
     shifts = []
     for unit in units:
-        shift = output_shift(unit, means[unit.name], per_tensor)
+        shift = output_shift(unit, means[unit.name], per_tensor, rounded)
         unit.set(unit.kernel, unit.bias - shift)
         shifts.append(np.abs(shift))
     flat = np.concatenate(shifts) if shifts else np.zeros(1)
     return BiasCorrectionReport(layers=len(units), mean_abs_shift=float(flat.mean()), max_abs_shift=float(flat.max()))
 
 
-def _correct_sequentially(model: Any, units: list[Unit], images: np.ndarray, per_tensor: bool) -> BiasCorrectionReport:
+def _correct_sequentially(model: Any, units: list[Unit], images: np.ndarray, per_tensor: bool,
+                          rounded: Mapping[str, np.ndarray] | None) -> BiasCorrectionReport:
     """Walk `model` and a copy with rounded weights layer by layer; match the copy's output means at each bias."""
     twin, twin_units = fold_batch_norm(model)  # `model` is folded already: this only copies it
     at_bias: dict[str, tuple[Unit, Unit]] = {}  # the layer that adds the unit's bias -> (unit, its twin)
     for unit, twin_unit in zip(units, twin_units):
-        twin_unit.set(quantize_weights(unit.kernel.astype(np.float64), None if per_tensor else _channel_axis(unit)),
-                      twin_unit.bias)
+        twin_unit.set(rounded_kernel(unit, per_tensor, rounded), twin_unit.bias)
         at_bias[(unit.bn if unit.bn is not None else unit.conv).name] = (unit, twin_unit)
     configs = model.get_config()["layers"]
     sources = {c["name"]: inbound_layer_names(c) for c in configs}

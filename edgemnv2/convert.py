@@ -59,6 +59,7 @@ class ConvertOptions:
     equalize: bool | None = None  # cross-layer equalization (ReLU6-aware) before calibration
     bias_correction: bool | None = None  # empirical bias correction from the calibration images
     adaround: bool = False  # learned weight rounding (AdaRound) against the float model's layer outputs
+    adaround_augment: tuple[str, ...] = ()  # flips / crops added to AdaRound's statistics (converters.augment)
     int16_activations: str | None = None  # "all": 16x8 mode (int16 activations, int8 weights)
     equalize_by_default: bool = field(default=False, repr=False)  # set by resolved_defaults
     bias_correction_by_default: bool = field(default=False, repr=False)  # set by resolved_defaults
@@ -66,7 +67,8 @@ class ConvertOptions:
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
             raise InputError(f"--quantize {self.quantize!r} is not supported; choose one of {', '.join(QUANTIZE_MODES)}")
-        normalised: dict[str, Any] = {"exclude_calibration": tuple(self.exclude_calibration)}
+        normalised: dict[str, Any] = {"exclude_calibration": tuple(self.exclude_calibration),
+                                      "adaround_augment": _augmentations(self.adaround_augment)}
         if self.io is None:
             normalised["io"] = "int8" if self.quantize == "int8" else "float32"
         if self.calibration is not None:
@@ -84,6 +86,17 @@ class ConvertOptions:
         for name, value in quantization.resolved_defaults(self).items():
             object.__setattr__(self, name, value)
         quantization.check_options(self)
+
+
+def _augmentations(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """--adaround-augment as given (text 'flips,crops' or names) → the names, in order, checked."""
+    from edgemnv2_converters import augment
+
+    text = value if isinstance(value, str) or value is None else ",".join(value)
+    try:
+        return augment.parse(text)
+    except ValueError as exc:
+        raise InputError(f"--adaround-augment: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -207,12 +220,14 @@ def run_converter(source: ModelSource, options: ConvertOptions, model: Any,
         raise ConversionError(f"TFLite converter failed for {source.name}: {detail[:300]}") from exc
 
 
-def quantize(source: ModelSource, options: ConvertOptions, model: Any,
+def quantize(source: ModelSource, options: ConvertOptions, transformed: quantization.FloatTransform,
              calibration: data.ImageSet | None) -> quantization.Quantized:
     """The plain converter when nothing custom is asked; otherwise calibrate → ranges → quantize."""
+    model = transformed.model
     if quantization.custom(options):
         assert calibration is not None
-        return quantization.quantize_or_convert(source.name, options, model, calibration.images)
+        return quantization.quantize_or_convert(source.name, options, model, calibration.images,
+                                                weights_rounded=transformed.weights_rounded)
     return quantization.Quantized(tflite=run_converter(source, options, model, calibration))
 
 
@@ -237,7 +252,7 @@ def quantize_in_memory(source: ModelSource, options: ConvertOptions, model: Any,
     returns the model and the seconds the transform + quantization took."""
     started = time.perf_counter()
     transformed = quantization.transform_float_model(source.name, options, model, calibration.images)
-    quantized = quantize(source, options, transformed.model, calibration)
+    quantized = quantize(source, options, transformed, calibration)
     seconds = time.perf_counter() - started
     verify(quantized.tflite, options)  # fully integer or it raises
     return quantized.tflite, seconds
@@ -279,7 +294,7 @@ def convert(source: ModelSource, options: ConvertOptions | None = None, progress
     images = calibration.images if calibration is not None else None
     transformed = clock.run("transform_float_model", quantization.transform_float_model, source.name, options,
                             float_model.model, images)
-    quantized = clock.run("quantize", quantize, source, options, transformed.model, calibration)
+    quantized = clock.run("quantize", quantize, source, options, transformed, calibration)
     summary = clock.run("verify", verify, quantized.tflite, options)
     return clock.run("write_outputs", write_outputs, source, options, output, files, float_model.resolution,
                      calibration, transformed, quantized, summary, clock.seconds, started)

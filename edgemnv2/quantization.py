@@ -45,6 +45,7 @@ class FloatTransform:
 
     model: Any
     report: Mapping[str, Any] = field(default_factory=dict)
+    weights_rounded: bool = False  # AdaRound ran here (before bias correction): the weights are on the int8 grid
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,8 @@ def resolved_defaults(options: ConvertOptions) -> dict[str, Any]:
     if options.calibration_method is None:
         resolved["calibration_method"] = "minmax" if plain or options.per_tensor else "mse"
     if options.bias_correction is None:
-        # AdaRound's loss holds the output mean too: bias correction for nearest rounding would miscorrect it
-        resolved["bias_correction"] = resolved["bias_correction_by_default"] = (
-            not plain and options.per_tensor and not options.adaround)
+        # with --adaround the correction is measured for the learned rounding (transform_float_model)
+        resolved["bias_correction"] = resolved["bias_correction_by_default"] = not plain and options.per_tensor
     return resolved
 
 
@@ -93,9 +93,8 @@ def check_options(options: ConvertOptions) -> None:
     if options.quantize != "int8" and custom(options):
         raise InputError("--calibration-method/--per-tensor/--equalize/--bias-correction/--adaround/"
                          "--int16-activations need --quantize int8")
-    if options.adaround and options.bias_correction:
-        raise InputError("--adaround learns the rounding that --bias-correction assumes to be nearest; its loss "
-                         "already holds the output mean: use one of them")
+    if options.adaround_augment and not options.adaround:
+        raise InputError("--adaround-augment adds images to AdaRound's statistics: it needs --adaround")
     if options.int16_activations == "all" and options.io not in ("float32",):
         raise InputError(f"--int16-activations all makes 16-bit activations; --io {options.io} is not available "
                          "for it (use --io float32)")
@@ -124,7 +123,13 @@ def float_twin_path(output: Path) -> Path:
 
 
 def transform_float_model(model_name: str, options: ConvertOptions, model: Any, images: Any) -> FloatTransform:
-    """Equalize and/or bias-correct the float model (batch norm folded), exact in float where promised."""
+    """Equalize and/or bias-correct the float model (batch norm folded), exact in float where promised.
+
+    With --adaround, the rounding is learned here first (on the equalized model) and the bias correction is
+    measured for it: the sequential correction then removes the mean shift that the learned rounding and every
+    earlier layer pass on, which AdaRound's layer-wise loss (float inputs) does not see. The units get AdaRound's
+    weights s·q, which the converter maps back to the learned integers.
+    """
     if not (options.equalize or options.bias_correction):
         return FloatTransform(model=model)
     from edgemnv2_converters import bias_correction, equalize, fold
@@ -142,8 +147,16 @@ def transform_float_model(model_name: str, options: ConvertOptions, model: Any, 
             report["equalize"] = {"mode": mode, **dataclasses.asdict(equalized)}
         if options.bias_correction:
             transformed, units = fold.fold_batch_norm(transformed)
-            corrected = bias_correction.correct_biases(transformed, units, images, per_tensor=options.per_tensor)
+            rounded = None
+            if options.adaround:
+                rounded, learned = _adaround_units(options, transformed, units, images)
+                report["adaround"] = dataclasses.asdict(learned)
+            corrected = bias_correction.correct_biases(transformed, units, images, per_tensor=options.per_tensor,
+                                                       rounded=rounded)
             report["bias_correction"] = dataclasses.asdict(corrected)
+            for unit in units:
+                if rounded is not None and unit.name in rounded:
+                    unit.set(rounded[unit.name], unit.bias)
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0][:200]
         if all(asked.values()):
@@ -152,12 +165,25 @@ def transform_float_model(model_name: str, options: ConvertOptions, model: Any, 
             logging.getLogger(__name__).warning("note: default %s skipped for %s: %s", what, model_name, reason)
             return FloatTransform(model=model, report={f"{name}_skipped": reason for name in asked})
         raise ConversionError(f"cannot equalize/bias-correct {model_name}: {reason}") from exc
-    return FloatTransform(model=transformed, report=report)
+    return FloatTransform(model=transformed, report=report, weights_rounded="adaround" in report)
 
 
-def quantize_or_convert(model_name: str, options: ConvertOptions, model: Any, images: Any) -> Quantized:
+def _adaround_units(options: ConvertOptions, model: Any, units: list[Any], images: Any) -> tuple[dict[str, Any], Any]:
+    """AdaRound's kernels for the folded Keras units (by name), learned on the model's calibrated float TFLite."""
+    from edgemnv2_converters import adaround, augment, calibration
+    from edgemnv2_converters.keras_to_tflite import silenced_output
+
+    with silenced_output(not logging.getLogger().isEnabledFor(logging.INFO)):
+        calibrated = calibration.calibrate_float_model(model, images)
+    return adaround.learn_for_units(calibrated, units, augment.augmented(images, options.adaround_augment),
+                                    per_tensor=options.per_tensor)
+
+
+def quantize_or_convert(model_name: str, options: ConvertOptions, model: Any, images: Any,
+                        weights_rounded: bool = False) -> Quantized:
     """Calibrate → ranges → quantize, for options `custom` says the plain converter cannot do (convert runs
-    the plain converter itself otherwise)."""
+    the plain converter itself otherwise). `weights_rounded`: AdaRound already ran on the float model
+    (`transform_float_model`); otherwise --adaround learns here, on the calibrated float model."""
     from edgemnv2_converters import calibration
     from edgemnv2_converters.keras_to_tflite import silenced_output
 
@@ -166,10 +192,11 @@ def quantize_or_convert(model_name: str, options: ConvertOptions, model: Any, im
         with silenced_output(quiet):
             calibrated = calibration.calibrate_float_model(model, images)
             learned: dict[str, Any] = {}
-            if options.adaround:
-                from edgemnv2_converters import adaround
+            if options.adaround and not weights_rounded:
+                from edgemnv2_converters import adaround, augment
 
-                calibrated, report_ada = adaround.apply(calibrated, images, per_tensor=options.per_tensor)
+                calibrated, report_ada = adaround.apply(calibrated, augment.augmented(images, options.adaround_augment),
+                                                        per_tensor=options.per_tensor)
                 learned["adaround"] = dataclasses.asdict(report_ada)
             ranges = calibration.activation_ranges(calibrated, images, options.calibration_method)
             recorded = calibrated

@@ -33,7 +33,11 @@ def quantization_options(func):  # type: ignore[no-untyped-def]
                           "(default: on for --per-tensor int8). --calibration-method minmax is the plain converter."),
         click.option("--adaround", is_flag=True,
                      help="AdaRound: learn each weight's rounding (down or up) layer by layer against the float "
-                          "model's outputs on the calibration images (slower; replaces bias correction)."),
+                          "model's outputs on the calibration images (slower). With bias correction (the "
+                          "--per-tensor default) the correction is measured for the learned rounding."),
+        click.option("--adaround-augment", default="none", show_default=True, metavar="none|flips|crops|flips,crops",
+                     help="Add mirror images and/or random crops (75-100% of the side, resized back) of the "
+                          "calibration images to AdaRound's statistics; each doubles its statistics pass."),
         click.option("--int16-activations", default=None, metavar="all|auto|stream|LAYER,...",
                      help="16x8 mode (int16 activations, int8 weights): 'all' for the whole graph (needs --io "
                           "float32); 'auto' for the 3 layers losing most SQNR (plus the output probabilities with "
@@ -66,7 +70,7 @@ def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weigh
                 model_path: Path | None, quantize: str, io: str | None, output: Path | None,
                 calibration: Path | None, num_calibration: int, seed: int, calibration_method: str,
                 per_tensor: bool, equalize: bool | None, bias_correction: bool | None, adaround: bool,
-                int16_activations: str | None, as_json: bool) -> None:
+                adaround_augment: str, int16_activations: str | None, as_json: bool) -> None:
     """Convert MobileNetV2 (or your Keras model) to TFLite; int8 by default, verified fully integer.
 
     \b
@@ -85,7 +89,8 @@ def convert_cmd(alpha: float | None, resolution: int | None, weights: str, weigh
     options = ConvertOptions(quantize=quantize, io=io, calibration=calibration, num_calibration=num_calibration,
                              seed=seed, output=output, calibration_method=calibration_method,
                              per_tensor=per_tensor, equalize=equalize, bias_correction=bias_correction,
-                             adaround=adaround, int16_activations=int16_activations)
+                             adaround=adaround, adaround_augment=adaround_augment,
+                             int16_activations=int16_activations)
     result = convert(source, options, progress=progress_enabled(), on_stage=stage_lines())
     if as_json:
         emit_json({**result.sidecar.to_json(), "model": result.output, "sidecar": result.sidecar_path},
@@ -108,7 +113,8 @@ def render_text(result: ConvertResult) -> str:
         lines.append(f"  quantization {q['weights']} weights, {q['activations']} activations, {q['method']} ranges "
                      f"({q['ranges_changed']}/{q['ranges_recorded']} ranges changed)"
                      + (", equalized" if "equalize" in q else "") + (", bias-corrected" if "bias_correction" in q else "")
-                     + (f", AdaRound ({q['adaround']['flipped']:.1%} of weights flipped, {q['adaround']['seconds']:.0f} s)"
+                     + (f", AdaRound ({q['adaround']['flipped']:.1%} of weights flipped, {q['adaround']['images']} images, "
+                        f"{q['adaround']['seconds']:.0f} s)"
                         if "adaround" in q else ""))
     if s.calibration:
         c = s.calibration

@@ -34,8 +34,13 @@ def folders(tmp_path: Path) -> dict[str, Path]:
     (["convert", "-o", "{afile}/m.tflite"], "cannot write output {afile}/m.tflite"),
     (["convert", "--model", "{notkeras_h5}", "-o", "{tmp}/m.tflite"], "is not a loadable Keras model"),
     (["convert", "--model", "{notkeras_h5}", "--alpha", "0.5"], "--model cannot be combined"),
+    (["convert", "--adaround", "--adaround-augment", "rotations"],
+     "--adaround-augment: unknown augmentation 'rotations': choose from flips, crops (comma-separated) or none"),
+    (["convert", "--adaround-augment", "flips"], "--adaround-augment adds images to AdaRound's statistics: "
+                                                 "it needs --adaround"),
 ], ids=["calib-missing", "calib-empty", "calib-no-images", "corrupt-tflite", "missing-tflite", "alpha",
-        "resolution", "weights-offline", "unwritable-output", "not-keras", "model-and-alpha"])
+        "resolution", "weights-offline", "unwritable-output", "not-keras", "model-and-alpha", "augment-unknown",
+        "augment-without-adaround"])
 def test_one_line_error(folders: dict[str, Path], args: list[str], expected: str) -> None:
     fmt = {k: str(v) for k, v in folders.items()}
     proc = run_cli(*(a.format(**fmt) for a in args),

@@ -98,12 +98,76 @@ def test_apply_leaves_a_model_on_the_grid_untouched(monkeypatch: pytest.MonkeyPa
     assert (report.layers, report.images, report.flipped, report.loss_ratio) == (4, 6, 0.0, 1.0)
 
 
-def test_adaround_and_bias_correction_are_exclusive() -> None:
+def test_adaround_goes_with_bias_correction_and_augment_needs_it() -> None:
     from edgemnv2.convert import ConvertOptions
 
-    assert ConvertOptions(adaround=True).bias_correction is False
-    with pytest.raises(InputError, match="use one of them"):
-        ConvertOptions(adaround=True, bias_correction=True)
+    assert ConvertOptions(adaround=True).bias_correction is False  # per channel: the default stays off
+    assert ConvertOptions(adaround=True, per_tensor=True).bias_correction is True  # measured for the learned rounding
+    assert ConvertOptions(adaround=True, bias_correction=True).bias_correction is True
+    assert ConvertOptions(adaround=True, adaround_augment="Flips, crops").adaround_augment == ("flips", "crops")
+    assert ConvertOptions(adaround=True, adaround_augment="none").adaround_augment == ()
+    with pytest.raises(InputError, match="needs --adaround"):
+        ConvertOptions(adaround_augment="flips")
+    with pytest.raises(InputError, match="unknown augmentation 'rotations'"):
+        ConvertOptions(adaround=True, adaround_augment="flips,rotations")
+
+
+def test_learned_kernels_reach_the_keras_layers_they_came_from() -> None:
+    """learn_for_units maps each op's learned weights to its Keras unit by value and back into Keras layout: the
+    kernels are the learned integers on the converter's per-tensor grid, at most one step from nearest."""
+    import keras
+
+    from edgemnv2_converters import fold
+
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 24, 24, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="op 0 .CONV_2D. is not one"):  # its ReLU6 is fused into the layer
+        fused, fused_units = fold.fold_batch_norm(_tiny_model())
+        adaround.learn_for_units(calibration.calibrate_float_model(fused, images), fused_units, images, True)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.ReLU(6.0)(keras.layers.Conv2D(8, 3, strides=2, padding="same")(inputs))
+    x = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(keras.layers.DepthwiseConv2D(3, padding="same")(x)))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 1)(x))
+    model, units = fold.fold_batch_norm(keras.Model(inputs, keras.layers.Dense(5)(x)))
+    assert [u.kind for u in units] == ["Conv2D", "DepthwiseConv2D", "Conv2D", "Dense"]
+    units = units[::-1]  # matching is by value, not position
+    calibrated = calibration.calibrate_float_model(model, images)
+    kernels, report = adaround.learn_for_units(calibrated, units, images, per_tensor=True)
+    assert report.flipped > 0 and set(kernels) <= {u.name for u in units} and kernels
+    moved = 0
+    for unit in units:
+        if unit.name not in kernels:
+            continue
+        learned, original = kernels[unit.name], unit.kernel.astype(np.float64)
+        assert learned.shape == original.shape
+        scale = np.abs(original).max() / 127
+        q = learned / scale
+        assert np.abs(q - np.round(q)).max() < 1e-4  # on the grid (float32 round-off)
+        assert np.abs(np.round(q) - np.round(original / scale)).max() <= 1  # floor or ceil
+        moved += int((np.round(q) != np.round(original / scale)).sum())
+    assert moved == round(report.flipped * sum(u.kernel.size for u in units))
+
+
+def test_bias_correction_measures_the_rounding_it_is_given() -> None:
+    """With AdaRound's kernels given, the corrected bias cancels their mean shift, not nearest rounding's."""
+    import keras
+
+    from edgemnv2_converters import bias_correction, fold
+
+    rng = np.random.default_rng(2)
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(4, name="fc")(keras.layers.ReLU(6.0)(inputs)))
+    model.get_layer("fc").set_weights([rng.normal(0, 1, (8, 4)), np.zeros(4)])
+    x = rng.uniform(0, 3, (256, 8)).astype(np.float32)
+    for sequential in (False, True):
+        folded, units = fold.fold_batch_norm(model)
+        scale = np.abs(units[0].kernel).max() / 127
+        learned = (np.floor(units[0].kernel / scale) * scale).astype(np.float64)  # every weight rounded down
+        bias_correction.correct_biases(folded, units, x, per_tensor=True, sequential=sequential,
+                                       rounded={"fc": learned})
+        assert np.array_equal(units[0].kernel, model.get_layer("fc").kernel.numpy())  # the kernel is left alone
+        shift = np.mean(np.minimum(x, 6) @ learned + units[0].bias - np.asarray(model(x)), axis=0)
+        assert np.abs(shift).max() < 1e-5
 
 
 def test_vectorised_mse_search_matches_scoring_each_candidate() -> None:
