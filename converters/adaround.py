@@ -242,18 +242,18 @@ def learn_for_units(calibrated: bytes, units: list[Unit], images: np.ndarray, pe
     be rounded without the bias correction knowing how, so it is an error, raised before any learning.
     """
     graph = load_graph(calibrated, what="the calibrated model")
-    unmatched = {unit.name: unit for unit in units}
+    ops = {op.index: op for op in float_stats.weighted_ops(graph)}
+    unmatched = {unit.name: (unit, _unit_rows(unit)) for unit in units}
     owner: dict[int, Unit] = {}
-    for op in float_stats.weighted_ops(graph):
+    for op in ops.values():
         weights = _rows(graph.tensors[op.weights].values().astype(np.float64), op)
-        match = next((name for name, unit in unmatched.items() if _same_rows(_unit_rows(unit), weights)), None)
+        match = next((name for name, (_, rows) in unmatched.items() if _same_rows(rows, weights)), None)
         if match is None:
             raise ValueError(f"AdaRound with bias correction needs each convolution as a conv [→ batch norm] "
                              f"[→ ReLU] unit; op {op.index} ({op.kind}) is not one (an activation fused into its "
                              "layer?): use --no-bias-correction")
-        owner[op.index] = unmatched.pop(match)
+        owner[op.index] = unmatched.pop(match)[0]
     result = learn(calibrated, images, per_tensor, config)
-    ops = {op.index: op for op in float_stats.weighted_ops(graph)}
     kernels = {owner[index].name: _keras_kernel(_rows(new.astype(np.float64), ops[index]), owner[index])
                for index, new in result.weights.items()}
     return kernels, result.report

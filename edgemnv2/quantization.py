@@ -45,7 +45,11 @@ class FloatTransform:
 
     model: Any
     report: Mapping[str, Any] = field(default_factory=dict)
-    weights_rounded: bool = False  # AdaRound ran here (before bias correction): the weights are on the int8 grid
+
+    @property
+    def weights_rounded(self) -> bool:
+        """AdaRound ran here (before bias correction): the learned weights are on the int8 grid already."""
+        return "adaround" in self.report
 
 
 @dataclass(frozen=True)
@@ -154,9 +158,9 @@ def transform_float_model(model_name: str, options: ConvertOptions, model: Any, 
             corrected = bias_correction.correct_biases(transformed, units, images, per_tensor=options.per_tensor,
                                                        rounded=rounded)
             report["bias_correction"] = dataclasses.asdict(corrected)
-            for unit in units:
-                if rounded is not None and unit.name in rounded:
-                    unit.set(rounded[unit.name], unit.bias)
+            by_name = {unit.name: unit for unit in units}
+            for name, kernel in (rounded or {}).items():
+                by_name[name].set(kernel, by_name[name].bias)
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0][:200]
         if all(asked.values()):
@@ -165,7 +169,7 @@ def transform_float_model(model_name: str, options: ConvertOptions, model: Any, 
             logging.getLogger(__name__).warning("note: default %s skipped for %s: %s", what, model_name, reason)
             return FloatTransform(model=model, report={f"{name}_skipped": reason for name in asked})
         raise ConversionError(f"cannot equalize/bias-correct {model_name}: {reason}") from exc
-    return FloatTransform(model=transformed, report=report, weights_rounded="adaround" in report)
+    return FloatTransform(model=transformed, report=report)
 
 
 def _adaround_units(options: ConvertOptions, model: Any, units: list[Any], images: Any) -> tuple[dict[str, Any], Any]:
